@@ -1,0 +1,441 @@
+"""One LSTM step and the scan runner, for the five variants of :data:`nprnn.VARIANTS`.
+
+Shapes use T (time), B (batch), D (input), H (hidden). Sequences are time-major, [T, B, D].
+Gates are fused along the last axis in the paper's order i, f, o, g. With
+``z = [i~, f~, o~, g~]`` the pre-activations (4H) and ``sigma`` the logistic sigmoid, every
+variant shares the cell update (eq. 14)::
+
+    c_t = sigma(i~) * d(tanh(g~)) + sigma(f~) * c_{t-1}
+
+where ``d`` is recurrent dropout (identity unless enabled) and differs in ``z`` and ``h_t``:
+
+``lstm``
+    ``z = x W_x + h W_h + b``; ``h_t = sigma(o~) * tanh(c_t)``.
+``weightnorm``
+    ``z = gamma_x * (x W_x / ||W_x||) + gamma_h * (h W_h / ||W_h||) + b`` (eq. 13), where
+    ``||W||`` is the L2 norm of each unit's incoming weights (a column, [4H]);
+    ``h_t = sigma(o~) * tanh(c_t)``.
+``normprop``
+    ``z`` as weightnorm (eq. 13);
+    ``h_t = sigma(o~) * tanh(gamma_c * c_t / sqrt(var_c)) / sqrt(var_h)`` (eq. 15), with the
+    frozen constants ``var_c``, ``var_h`` of ``consts``.
+``layernorm`` (Ba et al. 2016)
+    ``z = LN(x W_x) * gamma_x + LN(h W_h) * gamma_h + b``;
+    ``h_t = sigma(o~) * tanh(LN(c_t) * gamma_c + beta_c)``. LN standardizes each example over its
+    features: over all 4H pre-activations for the two projections, over the H units for the cell.
+``batchnorm`` (Cooijmans et al. 2016)
+    ``z = BN_t(x W_x) * gamma_x + BN_t(h W_h) * gamma_h + b``;
+    ``h_t = sigma(o~) * tanh(BN_t(c_t) * gamma_c + beta_c)``. BN_t standardizes each feature over
+    the batch with the statistics of time step t: the batch's own in training, the population
+    statistics of row ``min(t, T_max - 1)`` of ``bn_stats`` at inference.
+
+In the normalized variants the projections have no shift of their own: the bias ``b`` plays that
+role (Cooijmans et al. set beta_x = beta_h = 0 for the same reason). Normalizations use
+``NORM_EPSILON`` inside the square root.
+
+References:
+  C. Laurent, N. Ballas, P. Vincent. Recurrent Normalization Propagation. ICLR 2017 workshop.
+  J. L. Ba, J. R. Kiros, G. E. Hinton. Layer Normalization. 2016.
+  T. Cooijmans, N. Ballas, C. Laurent, C. Gulcehre, A. Courville. Recurrent Batch
+  Normalization. ICLR 2017.
+  S. Semeniuta, A. Severyn, E. Barth. Recurrent Dropout without Memory Loss. COLING 2016.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from nprnn.initializers import check_variant
+
+__all__ = ["LSTMState", "init_state", "lstm_step", "run_sequence", "NORM_EPSILON"]
+
+NORM_EPSILON = 1e-5
+
+_REQUIRED = {
+    "lstm": ("w_x", "w_h", "b"),
+    "weightnorm": ("w_x", "w_h", "b", "gamma_x", "gamma_h"),
+    "normprop": ("w_x", "w_h", "b", "gamma_x", "gamma_h", "gamma_c"),
+    "layernorm": ("w_x", "w_h", "b", "gamma_x", "gamma_h", "gamma_c", "beta_c"),
+    "batchnorm": ("w_x", "w_h", "b", "gamma_x", "gamma_h", "gamma_c", "beta_c"),
+}
+
+
+class LSTMState(NamedTuple):
+    """The recurrent state of one LSTM layer.
+
+    Attributes:
+      h: hidden state (the output), [B, H] (or [H] for a single unbatched example).
+      c: cell, same shape as ``h``.
+    """
+
+    h: jax.Array
+    c: jax.Array
+
+
+def init_state(batch_size: int, hidden_size: int, dtype=jnp.float32) -> LSTMState:
+    """Zero state ``LSTMState(h=0, c=0)`` of shape [B, H].
+
+    Any ``LSTMState`` of the right shape can be used instead, for example a trainable initial state
+    broadcast to the batch.
+
+    Raises:
+      ValueError: for a non-positive size or a non-floating dtype.
+    """
+    for name, value in (("batch_size", batch_size), ("hidden_size", hidden_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"dtype must be a floating dtype, got {jnp.dtype(dtype)}")
+    zeros = jnp.zeros((batch_size, hidden_size), dtype)
+    return LSTMState(h=zeros, c=zeros)
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation (Python level, before any tracing of the maths).
+
+
+def _check_call(params, consts, state, x, *, variant, seq, training, bn_stats, t, key, rate, rm):
+    check_variant(variant)
+    if not isinstance(params, dict):
+        raise TypeError(f"params must be a dict, got {type(params).__name__}")
+    missing = [k for k in _REQUIRED[variant] if k not in params]
+    if missing:
+        raise ValueError(
+            f"params for variant {variant!r} lack {missing}; make them with init_params"
+        )
+    if variant == "normprop" and not {"var_c", "var_h"} <= set(consts or {}):
+        raise ValueError(
+            "consts for variant 'normprop' need 'var_c' and 'var_h' (from init_params)"
+        )
+    what = "xs" if seq else "x"
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise TypeError(f"{what} must be an array, got {type(x).__name__}")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise ValueError(f"{what} must have a floating dtype, got {x.dtype}")
+    ranks = (2, 3) if seq else (1, 2)
+    layout = "[T, B, D] (or [T, D])" if seq else "[B, D] (or [D])"
+    if x.ndim not in ranks:
+        raise ValueError(f"{what} must have shape {layout}, got rank {x.ndim} shape {x.shape}")
+    input_size, hidden_size = params["w_x"].shape[0], params["w_h"].shape[0]
+    if x.shape[-1] != input_size:
+        raise ValueError(
+            f"{what} has {x.shape[-1]} features but the layer expects input_size={input_size}"
+        )
+    if not isinstance(state, tuple) or len(state) != 2:
+        raise TypeError(f"state must be an LSTMState(h, c), got {type(state).__name__}")
+    batch_shape = x.shape[1:-1] if seq else x.shape[:-1]
+    expected = (*batch_shape, hidden_size)
+    for name, value in zip(("h", "c"), state, strict=True):
+        if tuple(getattr(value, "shape", ())) != expected:
+            raise ValueError(
+                f"state.{name} has shape {getattr(value, 'shape', None)} but {what} of shape "
+                f"{x.shape} and hidden_size={hidden_size} need {expected}"
+            )
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"dropout_rate must be in [0, 1), got {rate!r}")
+    if training and rate > 0.0 and key is None:
+        raise ValueError("recurrent dropout in training needs a PRNG key: pass key=...")
+    if variant == "batchnorm":
+        if training and not batch_shape:
+            raise ValueError("batchnorm in training needs a batch axis: x of shape [B, D]")
+        if not training:
+            if bn_stats is None:
+                raise ValueError("batchnorm at inference needs bn_stats (from nprnn.init_bn_stats)")
+            if bn_stats["c"]["mean"].shape[-1] != hidden_size:
+                raise ValueError(
+                    f"bn_stats are for hidden_size={bn_stats['c']['mean'].shape[-1]}, "
+                    f"the layer has hidden_size={hidden_size}"
+                )
+            if not seq and t is None:
+                raise ValueError(
+                    "batchnorm at inference needs the time step t=... to pick statistics"
+                )
+    if rm and not (variant == "batchnorm" and training):
+        raise ValueError("return_moments=True is only meaningful for batchnorm with training=True")
+
+
+# ----------------------------------------------------------------------------------------------
+# The maths, shared by lstm_step and run_sequence.
+
+
+def _column_norm(w):
+    return jnp.sqrt(jnp.sum(jnp.square(w), axis=0))
+
+
+def _prepare(params, consts, variant):
+    """Everything that does not depend on the time step (done once per sequence)."""
+    p = dict(params)
+    if variant in ("weightnorm", "normprop"):
+        # gamma * (x W / ||W||) == x (W * gamma / ||W||): fold the scale into the weights.
+        p["w_x"] = params["w_x"] * (params["gamma_x"] / _column_norm(params["w_x"]))
+        p["w_h"] = params["w_h"] * (params["gamma_h"] / _column_norm(params["w_h"]))
+    if variant == "normprop":
+        p["c_scale"] = params["gamma_c"] * jax.lax.rsqrt(consts["var_c"])
+        p["h_scale"] = jax.lax.rsqrt(consts["var_h"])
+    return p
+
+
+def _layer_norm(a):
+    mean = jnp.mean(a, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(a - mean), axis=-1, keepdims=True)
+    return (a - mean) * jax.lax.rsqrt(var + NORM_EPSILON)
+
+
+def _batch_norm(a, which, t, training, bn_stats):
+    """Standardizes [B, F] over the batch; returns the result and the moments used."""
+    if training:
+        mean = jnp.mean(a, axis=0)
+        var = jnp.mean(jnp.square(a - mean), axis=0)
+    else:
+        stats = bn_stats[which]
+        row = jnp.minimum(t, stats["mean"].shape[0] - 1)
+        mean, var = stats["mean"][row], stats["var"][row]
+    return (a - mean) * jax.lax.rsqrt(var + NORM_EPSILON), {"mean": mean, "var": var}
+
+
+def _input_preact(p, xw, t, *, variant, training, bn_stats):
+    """The input part of eq. 13 (bias included), from ``xw = x @ p['w_x']``."""
+    if variant == "layernorm":
+        return _layer_norm(xw) * p["gamma_x"] + p["b"], None
+    if variant == "batchnorm":
+        xn, moments = _batch_norm(xw, "x", t, training, bn_stats)
+        return xn * p["gamma_x"] + p["b"], moments
+    return xw + p["b"], None
+
+
+def _recurrent_step(p, state, zx, t, mask, *, variant, training, bn_stats):
+    """Eq. 13-15 given the input part ``zx``; returns the new state and the batch moments."""
+    hw = state.h @ p["w_h"]
+    moments = {}
+    if variant == "layernorm":
+        hw = _layer_norm(hw) * p["gamma_h"]
+    elif variant == "batchnorm":
+        hw, moments["h"] = _batch_norm(hw, "h", t, training, bn_stats)
+        hw = hw * p["gamma_h"]
+    i, f, o, g = jnp.split(zx + hw, 4, axis=-1)
+    g = jnp.tanh(g)
+    if mask is not None:
+        g = g * mask
+    c = jax.nn.sigmoid(i) * g + jax.nn.sigmoid(f) * state.c
+    if variant == "normprop":
+        out = jnp.tanh(c * p["c_scale"]) * p["h_scale"]
+    elif variant == "layernorm":
+        out = jnp.tanh(_layer_norm(c) * p["gamma_c"] + p["beta_c"])
+    elif variant == "batchnorm":
+        cn, moments["c"] = _batch_norm(c, "c", t, training, bn_stats)
+        out = jnp.tanh(cn * p["gamma_c"] + p["beta_c"])
+    else:
+        out = jnp.tanh(c)
+    h = jax.nn.sigmoid(o) * out
+    return LSTMState(h=h, c=c), moments
+
+
+def _dropout_mask(key, rate, shape, dtype):
+    if key is None or rate == 0.0:
+        return None
+    keep = jax.random.bernoulli(key, 1.0 - rate, shape)
+    return keep.astype(dtype) / (1.0 - rate)
+
+
+# ----------------------------------------------------------------------------------------------
+# Public API.
+
+
+def lstm_step(
+    params: dict,
+    consts: dict,
+    state: LSTMState,
+    x: jax.Array,
+    *,
+    variant: str,
+    training: bool = False,
+    bn_stats: dict | None = None,
+    t=None,
+    key: jax.Array | None = None,
+    dropout_rate: float = 0.0,
+    return_moments: bool = False,
+):
+    """One time step of an LSTM layer of the given variant (eq. 13-15 for normprop).
+
+    Carry-first, so that it scans directly::
+
+        step = functools.partial(nprnn.lstm_step, params, consts, variant="normprop")
+        state, hs = jax.lax.scan(step, state, xs)
+
+    For a whole sequence prefer :func:`run_sequence`, which does the weight normalization and the
+    input projection of all steps once, before the scan.
+
+    Args:
+      params: trainable parameters from :func:`nprnn.init_params`.
+      consts: frozen constants from :func:`nprnn.init_params` (``var_c``, ``var_h`` for normprop).
+      state: ``LSTMState(h, c)``, each [B, H].
+      x: input x_t, [B, D]; a single example [D] with a state of [H] is accepted too (so the step
+        can be ``jax.vmap``-ed over examples).
+      variant: one of :data:`nprnn.VARIANTS`.
+      training: enables recurrent dropout and, for batchnorm, the batch statistics.
+      bn_stats: batchnorm only: population statistics (:func:`nprnn.init_bn_stats`), needed at
+        inference.
+      t: batchnorm only: the time step (an int or int array), which selects the row of
+        ``bn_stats`` at inference.
+      key: PRNG key of this step's recurrent-dropout mask; needed when ``training`` and
+        ``dropout_rate > 0``.
+      dropout_rate: recurrent dropout probability on the cell candidate ``tanh(g~)``
+        (Semeniuta et al. 2016), inverted scaling; 0 disables it. Applied only when ``training``.
+      return_moments: batchnorm with ``training=True`` only: also return the batch moments.
+
+    Returns:
+      ``(state, h)``: the new ``LSTMState`` and its ``h`` ([B, H]). With ``return_moments``,
+      ``(state, (h, moments))`` where ``moments = {"x"|"h"|"c": {"mean", "var"}}`` are the batch
+      statistics used, ready for :func:`nprnn.update_bn_stats` once stacked over time (scan does
+      that).
+
+    Raises:
+      ValueError: for an unknown variant, a wrong rank or feature size of ``x``, a state that does
+        not match, a non-floating ``x``, missing parameters or batchnorm statistics.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, nprnn
+      >>> params, consts = nprnn.init_params(
+      ...     jax.random.key(0), input_size=3, hidden_size=5, variant="normprop")
+      >>> state = nprnn.init_state(2, 5)
+      >>> state, h = nprnn.lstm_step(params, consts, state, jnp.ones((2, 3)), variant="normprop")
+      >>> h.shape
+      (2, 5)
+    """
+    _check_call(
+        params,
+        consts,
+        state,
+        x,
+        variant=variant,
+        seq=False,
+        training=training,
+        bn_stats=bn_stats,
+        t=t,
+        key=key,
+        rate=dropout_rate,
+        rm=return_moments,
+    )
+    p = _prepare(params, consts, variant)
+    zx, x_moments = _input_preact(
+        p, x @ p["w_x"], t, variant=variant, training=training, bn_stats=bn_stats
+    )
+    mask = _dropout_mask(key, dropout_rate, state.h.shape, state.h.dtype) if training else None
+    state, moments = _recurrent_step(
+        p, LSTMState(*state), zx, t, mask, variant=variant, training=training, bn_stats=bn_stats
+    )
+    if return_moments:
+        return state, (state.h, {"x": x_moments, **moments})
+    return state, state.h
+
+
+def run_sequence(
+    params: dict,
+    consts: dict,
+    state: LSTMState,
+    xs: jax.Array,
+    *,
+    variant: str,
+    training: bool = False,
+    bn_stats: dict | None = None,
+    t0=0,
+    key: jax.Array | None = None,
+    dropout_rate: float = 0.0,
+    seq_lengths: jax.Array | None = None,
+    unroll: int | bool = 1,
+    return_moments: bool = False,
+):
+    """Runs an LSTM layer over a time-major sequence with ``jax.lax.scan``.
+
+    Equivalent to a Python loop of :func:`lstm_step` over ``t = t0, t0 + 1, ...`` (with the step
+    keys ``jax.random.split(key, T)``), but the work that does not depend on the time step is done
+    once, before the scan: the weight normalization (weightnorm, normprop), the input projection
+    ``xs @ W_x`` of all T steps as one matrix product, and its normalization (layernorm,
+    batchnorm).
+
+    Args:
+      params: trainable parameters from :func:`nprnn.init_params`.
+      consts: frozen constants from :func:`nprnn.init_params`.
+      state: initial ``LSTMState(h, c)``, each [B, H].
+      xs: inputs, [T, B, D] (or [T, D] for a single example with a state of [H]).
+      variant: one of :data:`nprnn.VARIANTS`.
+      training: enables recurrent dropout and, for batchnorm, the batch statistics of each step.
+      bn_stats: batchnorm at inference: population statistics (:func:`nprnn.init_bn_stats`).
+      t0: time index of ``xs[0]`` (batchnorm statistics rows), for sequences cut into chunks.
+      key: PRNG key for recurrent dropout (split into one key per step).
+      dropout_rate: recurrent dropout probability on ``tanh(g~)``; see :func:`lstm_step`.
+      seq_lengths: optional [B] integer lengths of right-padded sequences. At steps
+        ``t >= seq_lengths[b]`` the state of example b is carried through unchanged and its output
+        is zero, so the final state is the state after its last valid step. (Batchnorm's batch
+        statistics in training still include the padded positions.)
+      unroll: passed to ``jax.lax.scan``.
+      return_moments: batchnorm with ``training=True`` only: also return the batch moments.
+
+    Returns:
+      ``(state, hs)``: the final ``LSTMState`` and the outputs ``hs`` [T, B, H]. With
+      ``return_moments``, ``(state, hs, moments)`` where ``moments`` has rows [T, ...] for
+      :func:`nprnn.update_bn_stats`.
+
+    Raises:
+      ValueError: as :func:`lstm_step`, and when batchnorm statistics in training would be asked
+        beyond their ``max_steps``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, nprnn
+      >>> params, consts = nprnn.init_params(
+      ...     jax.random.key(0), input_size=3, hidden_size=5, variant="layernorm")
+      >>> xs = jnp.ones((7, 2, 3))
+      >>> state, hs = nprnn.run_sequence(
+      ...     params, consts, nprnn.init_state(2, 5), xs, variant="layernorm")
+      >>> hs.shape
+      (7, 2, 5)
+    """
+    _check_call(
+        params,
+        consts,
+        state,
+        xs,
+        variant=variant,
+        seq=True,
+        training=training,
+        bn_stats=bn_stats,
+        t=t0,
+        key=key,
+        rate=dropout_rate,
+        rm=return_moments,
+    )
+    steps = xs.shape[0]
+    if seq_lengths is not None and jnp.shape(seq_lengths) != xs.shape[1:-1]:
+        raise ValueError(
+            f"seq_lengths must have shape {xs.shape[1:-1]} (the batch of xs), "
+            f"got {jnp.shape(seq_lengths)}"
+        )
+    p = _prepare(params, consts, variant)
+    ts = t0 + jnp.arange(steps)
+    norm_x = jax.vmap(
+        lambda xw, t: _input_preact(p, xw, t, variant=variant, training=training, bn_stats=bn_stats)
+    )
+    zxs, x_moments = norm_x(xs @ p["w_x"], ts)
+    use_dropout = training and dropout_rate > 0.0
+    keys = jax.random.split(key, steps) if use_dropout else None
+
+    def body(state, inputs):
+        zx, t, step_key = inputs
+        mask = _dropout_mask(step_key, dropout_rate, state.h.shape, state.h.dtype)
+        new, moments = _recurrent_step(
+            p, state, zx, t, mask, variant=variant, training=training, bn_stats=bn_stats
+        )
+        h = new.h
+        if seq_lengths is not None:
+            valid = (t - t0 < seq_lengths)[..., None]
+            new = LSTMState(h=jnp.where(valid, new.h, state.h), c=jnp.where(valid, new.c, state.c))
+            h = jnp.where(valid, h, jnp.zeros_like(h))
+        return new, (h, moments)
+
+    state, (hs, moments) = jax.lax.scan(body, LSTMState(*state), (zxs, ts, keys), unroll=unroll)
+    if return_moments:
+        return state, hs, {"x": x_moments, **moments}
+    return state, hs

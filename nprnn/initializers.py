@@ -1,0 +1,253 @@
+"""Parameter initialization for the five LSTM variants, and the unit-norm projection.
+
+Every variant stores its weights as ``x @ W`` matrices, gates fused along the last axis in the
+paper's order i, f, o, g:
+
+===========  =========================================================  ======================
+variant      ``params``                                                 ``consts``
+===========  =========================================================  ======================
+lstm         ``w_x`` [D, 4H], ``w_h`` [H, 4H], ``b`` [4H]               (empty)
+weightnorm   lstm's + ``gamma_x`` [4H], ``gamma_h`` [4H]                (empty)
+normprop     weightnorm's + ``gamma_c`` [H]                             ``var_c``, ``var_h`` []
+layernorm    weightnorm's + ``gamma_c`` [H], ``beta_c`` [H]             (empty)
+batchnorm    weightnorm's + ``gamma_c`` [H], ``beta_c`` [H]             (empty)
+===========  =========================================================  ======================
+
+Batch-norm population statistics are a third pytree, made by :func:`init_bn_stats`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from nprnn.variances import VARIANCE_METHODS, normprop_variances
+
+__all__ = [
+    "VARIANTS",
+    "DEFAULT_GAMMAS",
+    "init_params",
+    "init_bn_stats",
+    "update_bn_stats",
+    "project_unit_norm",
+    "check_variant",
+]
+
+VARIANTS = ("lstm", "weightnorm", "layernorm", "batchnorm", "normprop")
+
+# (gamma_x, gamma_h, gamma_c) at initialization. lstm has none; weightnorm has no gamma_c.
+DEFAULT_GAMMAS = {
+    "lstm": (None, None, None),
+    # The paper does not give weight norm's gammas; 1.0 keeps the normalized projections at unit
+    # scale, as plain weight normalization (Salimans & Kingma 2016) does.
+    "weightnorm": (1.0, 1.0, None),
+    "layernorm": (1.0, 1.0, 1.0),  # Ba et al. (2016)
+    "batchnorm": (0.1, 0.1, 0.1),  # Cooijmans et al. (2016)
+    "normprop": (2.0, 2.0, 1.0),  # the paper's character-level PTB setting
+}
+
+
+def check_variant(variant: str) -> str:
+    """Returns ``variant`` if it is one of :data:`VARIANTS`, else raises a ``ValueError``."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown LSTM variant {variant!r}; expected one of {VARIANTS}")
+    return variant
+
+
+def _check_size(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _check_gamma(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return float(value)
+
+
+def _column_norm(w):
+    return jnp.sqrt(jnp.sum(jnp.square(w), axis=0))
+
+
+def orthogonal_gates(key, rows: int, hidden_size: int, dtype):
+    """[rows, 4H]: an independent random (semi-)orthogonal [rows, H] block per gate."""
+    init = jax.nn.initializers.orthogonal()
+    blocks = [init(k, (rows, hidden_size), dtype) for k in jax.random.split(key, 4)]
+    return jnp.concatenate(blocks, axis=-1)
+
+
+def init_params(
+    key: jax.Array,
+    *,
+    input_size: int,
+    hidden_size: int,
+    variant: str,
+    gamma_x: float | None = None,
+    gamma_h: float | None = None,
+    gamma_c: float | None = None,
+    forget_bias: float = 0.0,
+    variance_method: str = "analytic",
+    dtype=jnp.float32,
+) -> tuple[dict, dict]:
+    """Initializes one LSTM layer of the given variant.
+
+    Args:
+      key: PRNG key.
+      input_size: D, the size of x_t.
+      hidden_size: H, the number of units.
+      variant: one of :data:`VARIANTS`.
+      gamma_x: initial scale of the (normalized) input projection; ``None`` takes the variant's
+        default from :data:`DEFAULT_GAMMAS` (normprop 2, layernorm 1, batchnorm 0.1, weightnorm 1).
+        Ignored by ``lstm``.
+      gamma_h: likewise for the recurrent projection.
+      gamma_c: likewise for the cell normalization (normprop, layernorm, batchnorm).
+      forget_bias: initial value of the forget-gate entries of ``b`` (the other entries are 0).
+        The normprop variance constants assume a zero bias at initialization.
+      variance_method: normprop only: how ``var_c`` and ``var_h`` are computed, ``"analytic"``
+        (the paper's eq. 8 and 12) or ``"simulated"``; see :func:`nprnn.normprop_variances`.
+      dtype: floating dtype of the parameters.
+
+    Returns:
+      ``(params, consts)``: trainable parameters and frozen constants, two plain dicts (see the
+      module docstring for their keys and shapes). Only ``params`` is meant for an optimizer.
+
+    Raises:
+      ValueError: for an unknown variant or variance method, a non-positive size or gamma, or a
+        non-floating dtype.
+
+    Notes:
+      ``w_x`` and ``w_h`` are initialized with an independent random orthogonal block per gate
+      (semi-orthogonal for ``w_x`` when D != H). For weightnorm and normprop every unit's incoming
+      weight vector (a column) is then rescaled to unit L2 norm (the paper's section 3.3). The
+      gammas are stored as per-unit vectors initialized to the scalar given.
+
+    Example:
+      >>> import jax, nprnn
+      >>> params, consts = nprnn.init_params(
+      ...     jax.random.key(0), input_size=3, hidden_size=4, variant="normprop")
+      >>> params["w_h"].shape, params["gamma_c"].shape, sorted(consts)
+      ((4, 16), (4,), ['var_c', 'var_h'])
+    """
+    check_variant(variant)
+    input_size = _check_size("input_size", input_size)
+    hidden_size = _check_size("hidden_size", hidden_size)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"dtype must be a floating dtype, got {jnp.dtype(dtype)}")
+    if variance_method not in VARIANCE_METHODS:
+        raise ValueError(
+            f"unknown variance_method {variance_method!r}; expected one of {VARIANCE_METHODS}"
+        )
+    default_x, default_h, default_c = DEFAULT_GAMMAS[variant]
+    gx = _check_gamma("gamma_x", default_x if gamma_x is None else gamma_x) if default_x else None
+    gh = _check_gamma("gamma_h", default_h if gamma_h is None else gamma_h) if default_h else None
+    gc = _check_gamma("gamma_c", default_c if gamma_c is None else gamma_c) if default_c else None
+
+    key_x, key_h = jax.random.split(key)
+    w_x = orthogonal_gates(key_x, input_size, hidden_size, dtype)
+    w_h = orthogonal_gates(key_h, hidden_size, hidden_size, dtype)
+    b = jnp.zeros((4 * hidden_size,), dtype).at[hidden_size : 2 * hidden_size].set(forget_bias)
+    params = {"w_x": w_x, "w_h": w_h, "b": b}
+    consts = {}
+    if variant in ("weightnorm", "normprop"):
+        params = project_unit_norm(params)
+    if variant != "lstm":
+        params["gamma_x"] = jnp.full((4 * hidden_size,), gx, dtype)
+        params["gamma_h"] = jnp.full((4 * hidden_size,), gh, dtype)
+    if variant in ("normprop", "layernorm", "batchnorm"):
+        params["gamma_c"] = jnp.full((hidden_size,), gc, dtype)
+    if variant in ("layernorm", "batchnorm"):
+        params["beta_c"] = jnp.zeros((hidden_size,), dtype)
+    if variant == "normprop":
+        var_c, var_h = normprop_variances(gx, gh, gc, method=variance_method, w_h=w_h)
+        consts = {"var_c": jnp.asarray(var_c, dtype), "var_h": jnp.asarray(var_h, dtype)}
+    return params, consts
+
+
+def project_unit_norm(params: dict) -> dict:
+    """Rescales every unit's incoming weight vector in ``w_x`` and ``w_h`` to unit L2 norm.
+
+    The paper's section 3.3: since ``W / ||W||`` is scale invariant, the raw scale of ``W`` only
+    changes the effective learning rate; keeping the raw weights at unit norm after every update
+    fixes it. Use it after each optimizer update of a weightnorm or normprop layer. Jit-able.
+
+    Args:
+      params: a dict with ``w_x`` [D, 4H] and ``w_h`` [H, 4H] (other entries are kept as they are).
+
+    Returns:
+      A new dict with the columns of ``w_x`` and ``w_h`` of unit norm.
+
+    Raises:
+      ValueError: if ``w_x`` or ``w_h`` is missing.
+    """
+    missing = [k for k in ("w_x", "w_h") if k not in params]
+    if missing:
+        raise ValueError(f"project_unit_norm needs params with 'w_x' and 'w_h'; missing {missing}")
+    out = dict(params)
+    for k in ("w_x", "w_h"):
+        out[k] = params[k] / _column_norm(params[k])
+    return out
+
+
+def init_bn_stats(hidden_size: int, max_steps: int, dtype=jnp.float32) -> dict:
+    """Population statistics of a batchnorm LSTM, one row per time step.
+
+    Args:
+      hidden_size: H.
+      max_steps: T_max, the number of time steps with their own statistics. At inference, steps
+        at or beyond ``max_steps`` reuse the last row (Cooijmans et al. 2016).
+      dtype: floating dtype.
+
+    Returns:
+      ``{"x": {"mean", "var"}, "h": {"mean", "var"}, "c": {"mean", "var"}}`` with the statistics of
+      ``x W_x`` and ``h W_h`` ([T_max, 4H]) and of ``c`` ([T_max, H]); means 0, variances 1.
+    """
+    hidden_size = _check_size("hidden_size", hidden_size)
+    max_steps = _check_size("max_steps", max_steps)
+
+    def moments(width):
+        return {
+            "mean": jnp.zeros((max_steps, width), dtype),
+            "var": jnp.ones((max_steps, width), dtype),
+        }
+
+    return {"x": moments(4 * hidden_size), "h": moments(4 * hidden_size), "c": moments(hidden_size)}
+
+
+def update_bn_stats(bn_stats: dict, moments: dict, *, momentum: float = 0.99, t0=0) -> dict:
+    """Exponential moving average of batchnorm population statistics (functional).
+
+    Args:
+      bn_stats: from :func:`init_bn_stats`, rows [T_max, ...].
+      moments: batch moments of ``T`` consecutive steps, as returned by
+        ``run_sequence(..., return_moments=True)``: the same structure with rows [T, ...].
+      momentum: weight of the old statistics, in [0, 1).
+      t0: time index of the first row of ``moments``.
+
+    Returns:
+      New statistics where rows ``t0 .. t0 + T - 1`` are
+      ``momentum * old + (1 - momentum) * batch``, and the other rows are unchanged.
+
+    Raises:
+      ValueError: if ``momentum`` is outside [0, 1) or the moments do not fit in T_max rows.
+    """
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+    max_steps = bn_stats["c"]["mean"].shape[0]
+    steps = moments["c"]["mean"].shape[0]
+    if isinstance(t0, int) and t0 + steps > max_steps:
+        raise ValueError(
+            f"batch moments for steps {t0}..{t0 + steps - 1} do not fit in statistics of "
+            f"max_steps={max_steps}; make the statistics with a larger max_steps"
+        )
+
+    def ema(old, new):
+        rows = jax.lax.dynamic_slice_in_dim(old, t0, steps, axis=0)
+        rows = momentum * rows + (1.0 - momentum) * new.astype(old.dtype)
+        return jax.lax.dynamic_update_slice_in_dim(old, rows, t0, axis=0)
+
+    return jax.tree.map(ema, bn_stats, moments)
