@@ -1,0 +1,362 @@
+"""The four training tasks behind one small interface, built from a config.
+
+A :class:`Task` bundles what the training loop needs and nothing else:
+
+* ``init(key) -> (params, consts, model_state)``: trainable parameters, frozen constants and the
+  non-trainable model state (batch-norm and input statistics; ``{}``-like when unused);
+* ``train_batch(step)``: the training batch of a step, a pure function of ``(seed, step)``, so
+  that the data position of a run is its step number;
+* ``loss(params, consts, model_state, batch, key, training) -> (loss, aux)`` with
+  ``aux["moments"]`` the batch statistics to fold into the model state;
+* ``update_state(model_state, moments)``;
+* ``evaluate(params, consts, model_state, split, max_batches) -> metrics``: sums over a split,
+  divided on the host;
+* ``steps_per_epoch`` and ``metric`` (the number the paper reports: ``"bpc"``, ``"nats"`` or
+  ``"accuracy"``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nprnn import data as nd
+from nprnn.models import charlm, draw, seqmnist
+
+TASKS = ("ptb_char", "text8", "draw", "seqmnist")
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    init: Callable
+    train_batch: Callable[[int], tuple]
+    loss: Callable
+    update_state: Callable
+    evaluate: Callable
+    steps_per_epoch: int
+    metric: str
+    # Called with (params, consts, model_state, key) for a qualitative look (text or images).
+    sample: Callable | None = None
+
+
+def _cell_options(model) -> dict:
+    opts = {}
+    for name in ("gamma_x", "gamma_h", "gamma_c"):
+        value = model.get(name)
+        if value is not None:
+            opts[name] = float(value)
+    opts["variance_method"] = model.get("variance_method", "analytic")
+    opts["forget_bias"] = float(model.get("forget_bias", 0.0))
+    return opts
+
+
+def _as_time_major(*arrays):
+    return tuple(jnp.asarray(np.ascontiguousarray(a.T)) for a in arrays)
+
+
+def build_task(config) -> Task:
+    """Builds the task named by ``config.task`` (one of :data:`TASKS`).
+
+    Raises:
+      ValueError: for an unknown task.
+      nprnn.data.DataError: when the data cannot be found (the message says what to put where).
+    """
+    builders = {
+        "ptb_char": _char_task,
+        "text8": _char_task,
+        "draw": _draw_task,
+        "seqmnist": _seqmnist_task,
+    }
+    if config.task not in builders:
+        raise ValueError(f"unknown task {config.task!r}; expected one of {TASKS}")
+    return builders[config.task](config)
+
+
+# ----------------------------------------------------------------------------------------------
+# Character language models: PTB characters and text8.
+
+
+def _char_task(config) -> Task:
+    d, m = config.data, config.model
+    if config.task == "ptb_char":
+        corpus = nd.load_ptb_chars(d.dir or None, download=d.download)
+    else:
+        corpus = nd.load_text8(d.dir or None, download=d.download)
+    model_config = charlm.CharLMConfig(
+        variant=m.variant,
+        vocab_size=len(corpus.vocab),
+        hidden_size=m.hidden_size,
+        num_layers=m.num_layers,
+        max_steps=d.seq_len,
+        input_dropout=m.input_dropout,
+        output_dropout=m.output_dropout,
+        recurrent_dropout=m.recurrent_dropout,
+        input_norm=m.input_norm,
+    )
+
+    def init(key):
+        params, consts = charlm.init_charlm(key, model_config, **_cell_options(m))
+        return params, consts, charlm.init_charlm_state(consts, d.batch_size)
+
+    def train_batch(step):
+        x, y = nd.random_windows(
+            corpus.train, batch_size=d.batch_size, length=d.seq_len, seed=config.seed, step=step
+        )
+        return _as_time_major(x, y)
+
+    def loss(params, consts, model_state, batch, key, training):
+        inputs, targets, *mask = batch
+        return charlm.charlm_loss(
+            params,
+            consts,
+            model_state,
+            inputs,
+            targets,
+            mask[0] if mask else None,
+            training=training,
+            key=key,
+        )
+
+    eval_loss = jax.jit(functools.partial(loss, key=None, training=False))
+
+    @jax.jit
+    def stream_loss(params, consts, model_state, states, inputs, targets, mask):
+        logits, states, _ = charlm.charlm_apply(
+            params, consts, model_state, inputs, states=states, training=False
+        )
+        logp = jax.nn.log_softmax(logits.astype(jnp.float32))
+        nll = -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+        return states, jnp.sum(nll * mask), jnp.sum(mask)
+
+    def evaluate(params, consts, model_state, split, max_batches=None, protocol="windows"):
+        ids = getattr(corpus, split)
+        nll_sum, count = 0.0, 0.0
+        if protocol == "windows":
+            batches = nd.eval_windows(ids, length=d.seq_len, batch_size=d.eval_batch_size)
+            for i, (x, y, mask) in enumerate(batches):
+                if max_batches and i >= max_batches:
+                    break
+                _, aux = eval_loss(params, consts, model_state, _as_time_major(x, y, mask))
+                nll_sum += float(aux["nll_sum"])
+                count += float(aux["count"])
+        elif protocol == "stream":
+            states = None
+            batches = nd.stream_batches(ids, batch_size=d.eval_batch_size, length=d.seq_len)
+            for i, (x, y, mask) in enumerate(batches):
+                if max_batches and i >= max_batches:
+                    break
+                if states is None:
+                    states = [
+                        charlm.nprnn.init_state(x.shape[0], m.hidden_size)
+                        for _ in range(m.num_layers)
+                    ]
+                states, s, c = stream_loss(
+                    params, consts, model_state, states, *_as_time_major(x, y, mask)
+                )
+                nll_sum += float(s)
+                count += float(c)
+        else:
+            raise ValueError(f"unknown protocol {protocol!r}; expected 'windows' or 'stream'")
+        nats = nll_sum / max(count, 1.0)
+        return {"loss": nats, "bpc": nats / math.log(2.0), "count": count}
+
+    def sample(params, consts, model_state, key, prompt="the ", length=200):
+        ids = charlm.charlm_sample(
+            params, consts, model_state, jnp.asarray(corpus.encode(prompt)), key, length=length
+        )
+        return prompt + corpus.decode(np.asarray(ids))
+
+    return Task(
+        init=init,
+        train_batch=train_batch,
+        loss=loss,
+        update_state=functools.partial(charlm.update_charlm_state, momentum=m.bn_momentum),
+        evaluate=evaluate,
+        steps_per_epoch=max(1, len(corpus.train) // (d.batch_size * d.seq_len)),
+        metric="bpc",
+        sample=sample,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# DRAW on binarized MNIST.
+
+
+def _draw_task(config) -> Task:
+    d, m = config.data, config.model
+    images = nd.load_binarized_mnist(d.dir or None, download=d.download)
+    n_train = len(images["train"])
+    variant = m.variant
+
+    def init(key):
+        params, consts = draw.init_draw(
+            key,
+            variant=variant,
+            hidden_size=m.hidden_size,
+            latent_size=m.latent_size,
+            glimpses=m.glimpses,
+            read_n=m.read_n,
+            write_n=m.write_n,
+            **{k: v for k, v in _cell_options(m).items() if k != "forget_bias"},
+        )
+        state = {"bn": draw.init_draw_bn_stats(consts) if variant == "batchnorm" else None}
+        return params, consts, state
+
+    def train_batch(step):
+        epoch, index = nd.epoch_and_index(step, n=n_train, batch_size=d.batch_size)
+        rows = nd.minibatches(n_train, batch_size=d.batch_size, seed=config.seed, epoch=epoch)
+        return (jnp.asarray(images["train"][rows[index]]),)
+
+    def loss(params, consts, model_state, batch, key, training):
+        want = training and variant == "batchnorm"
+        out = draw.draw_loss(
+            params,
+            consts,
+            batch[0],
+            key,
+            training=training,
+            bn_stats=model_state["bn"],
+            return_moments=want,
+        )
+        value, aux = out
+        metrics, moments = aux if want else (aux, None)
+        count = jnp.asarray(batch[0].shape[0], jnp.float32)
+        return value, {
+            "nll_sum": value * count,
+            "recon_sum": metrics["recon"] * count,
+            "kl_sum": metrics["kl"] * count,
+            "count": count,
+            "moments": {"bn": moments},
+        }
+
+    def update_state(model_state, moments):
+        if moments["bn"] is None:
+            return model_state
+        return {
+            "bn": draw.update_draw_bn_stats(
+                model_state["bn"], moments["bn"], momentum=m.bn_momentum
+            )
+        }
+
+    @jax.jit
+    def eval_step(params, consts, model_state, x, key):
+        return loss(params, consts, model_state, (x,), key, False)[1]
+
+    def evaluate(params, consts, model_state, split, max_batches=None, protocol=None):
+        del protocol
+        data = images[split]
+        sums = {"nll_sum": 0.0, "recon_sum": 0.0, "kl_sum": 0.0, "count": 0.0}
+        bs = d.eval_batch_size
+        key = jax.random.key(config.seed + 1)  # a fixed key: the bound is a 1-sample estimate
+        for i in range(len(data) // bs):
+            if max_batches and i >= max_batches:
+                break
+            aux = eval_step(
+                params, consts, model_state, data[i * bs : (i + 1) * bs], jax.random.fold_in(key, i)
+            )
+            for k in sums:
+                sums[k] += float(aux[k])
+        n = max(sums["count"], 1.0)
+        return {
+            "loss": sums["nll_sum"] / n,
+            "nats": sums["nll_sum"] / n,
+            "recon": sums["recon_sum"] / n,
+            "kl": sums["kl_sum"] / n,
+            "count": sums["count"],
+        }
+
+    def sample(params, consts, model_state, key, num=16):
+        return draw.draw_sample(params, consts, key, num, bn_stats=model_state["bn"])
+
+    return Task(
+        init=init,
+        train_batch=train_batch,
+        loss=loss,
+        update_state=update_state,
+        evaluate=evaluate,
+        steps_per_epoch=n_train // d.batch_size,
+        metric="nats",
+        sample=sample,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Sequential (optionally permuted) pixel MNIST.
+
+
+def _seqmnist_task(config) -> Task:
+    d, m = config.data, config.model
+    raw = nd.load_mnist(d.dir or None, download=d.download)
+    perm = nd.pixel_permutation(d.permutation_seed) if d.permute else None
+    splits = {
+        k: (nd.pixel_sequences(x, permutation=perm), y.astype(np.int32))
+        for k, (x, y) in raw.items()
+    }
+    n_train = len(splits["train"][1])
+    model_config = seqmnist.SeqMNISTConfig(variant=m.variant, hidden_size=m.hidden_size)
+
+    def init(key):
+        params, consts = seqmnist.init_seqmnist(key, model_config, **_cell_options(m))
+        return params, consts, seqmnist.init_seqmnist_state(consts)
+
+    def train_batch(step):
+        epoch, index = nd.epoch_and_index(step, n=n_train, batch_size=d.batch_size)
+        rows = nd.minibatches(n_train, batch_size=d.batch_size, seed=config.seed, epoch=epoch)
+        x, y = splits["train"]
+        return jnp.asarray(x[rows[index]]), jnp.asarray(y[rows[index]])
+
+    def loss(params, consts, model_state, batch, key, training):
+        del key
+        return seqmnist.seqmnist_loss(params, consts, model_state, *batch, training=training)
+
+    def update_state(model_state, moments):
+        if moments["bn"] is None:
+            return model_state
+        return {
+            "bn": charlm.nprnn.update_bn_stats(
+                model_state["bn"], moments["bn"], momentum=m.bn_momentum
+            )
+        }
+
+    eval_loss = jax.jit(functools.partial(loss, key=None, training=False))
+
+    def evaluate(params, consts, model_state, split, max_batches=None, protocol=None):
+        del protocol
+        x, y = splits[split]
+        bs = d.eval_batch_size
+        sums = {"nll_sum": 0.0, "correct": 0.0, "count": 0.0}
+        for i in range(len(y) // bs):
+            if max_batches and i >= max_batches:
+                break
+            _, aux = eval_loss(
+                params, consts, model_state, (x[i * bs : (i + 1) * bs], y[i * bs : (i + 1) * bs])
+            )
+            for k in sums:
+                sums[k] += float(aux[k])
+        n = max(sums["count"], 1.0)
+        return {"loss": sums["nll_sum"] / n, "accuracy": sums["correct"] / n, "count": n}
+
+    return Task(
+        init=init,
+        train_batch=train_batch,
+        loss=loss,
+        update_state=update_state,
+        evaluate=evaluate,
+        steps_per_epoch=n_train // d.batch_size,
+        metric="accuracy",
+    )
+
+
+def tree_has_nonfinite(tree: Any) -> bool:
+    """True if any floating leaf of ``tree`` holds a NaN or an Inf (host-side check)."""
+    leaves = [
+        x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)
+    ]
+    return any(not bool(jnp.all(jnp.isfinite(x))) for x in leaves)

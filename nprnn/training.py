@@ -1,0 +1,296 @@
+"""The training loop: one jitted step, evaluation, metrics, orbax checkpoints, exact resume.
+
+``train_and_evaluate(config, workdir)`` trains the task of ``config`` (see ``configs/``) and
+writes into ``workdir``:
+
+* ``config.json``: the resolved config;
+* ``metrics.jsonl``: one JSON object per logging step (``step``, ``split``, ``loss``, ``bpc`` /
+  ``nats`` / ``accuracy``, ``learning_rate``, ``steps_per_s``, ``wall_s``, ...);
+* ``checkpoints/<step>/``: orbax checkpoints of the whole training state (params, consts,
+  model state with batch-norm statistics, optimizer state, step, PRNG key). The data position
+  is the step: every batch is a pure function of ``(seed, step)``.
+
+Running the same command again resumes from the newest readable checkpoint; an unreadable one
+(truncated, corrupt) is reported and the previous one is used. A resumed run ends with exactly
+the parameters of an uninterrupted one (same seed, same machine). A NaN or Inf loss stops the run
+with a message naming the step, keeping the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+import orbax.checkpoint as ocp
+from absl import logging
+
+import nprnn
+from nprnn.tasks import build_task
+
+__all__ = ["train_and_evaluate", "make_optimizer", "TrainingDiverged"]
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or Inf."""
+
+
+def make_optimizer(opt, steps_per_epoch: int) -> tuple[optax.GradientTransformation, Any]:
+    """Adam with global-norm clipping and exponential learning-rate decay.
+
+    ``learning_rate(k) = opt.learning_rate * (1 - opt.decay) ** (k / period)`` where ``k`` is the
+    update count and ``period`` is 1 (``opt.decay_every="update"``) or the number of updates per
+    epoch (``"epoch"``); the decay is continuous, not a staircase.
+
+    Returns:
+      ``(optimizer, schedule)``.
+    """
+    if opt.decay_every not in ("update", "epoch"):
+        raise ValueError(f"opt.decay_every must be 'update' or 'epoch', got {opt.decay_every!r}")
+    if not 0.0 <= opt.decay < 1.0:
+        raise ValueError(f"opt.decay must be in [0, 1), got {opt.decay!r}")
+    period = 1 if opt.decay_every == "update" else steps_per_epoch
+    schedule = optax.exponential_decay(
+        opt.learning_rate, transition_steps=period, decay_rate=1.0 - opt.decay
+    )
+    parts = []
+    if opt.clip_norm and opt.clip_norm > 0:
+        parts.append(optax.clip_by_global_norm(opt.clip_norm))
+    parts.append(optax.adam(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps))
+    return optax.chain(*parts), schedule
+
+
+def _project_cells(params):
+    """Applies nprnn.project_unit_norm to every cell parameter dict in a nested structure."""
+    if isinstance(params, dict):
+        if "w_x" in params and "w_h" in params and "gamma_x" in params:
+            return nprnn.project_unit_norm(params)
+        return {k: _project_cells(v) for k, v in params.items()}
+    if isinstance(params, list | tuple):
+        return type(params)(_project_cells(v) for v in params)
+    return params
+
+
+def _write_jsonl(path: pathlib.Path, record: dict) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _truncate_metrics(path: pathlib.Path, last_step: int) -> None:
+    """Drops metric lines of steps after ``last_step`` (they will be recomputed on resume)."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= last_step]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def _restore_latest(manager: ocp.CheckpointManager, target: dict):
+    """Restores the newest readable checkpoint; returns (state, step) or (None, None)."""
+    for step in sorted(manager.all_steps(), reverse=True):
+        try:
+            restored = manager.restore(step, args=ocp.args.StandardRestore(target))
+        except Exception as err:  # noqa: BLE001 - any unreadable checkpoint falls back
+            logging.warning(
+                "checkpoint at step %d in %s is unreadable (%s: %s); trying the previous one",
+                step,
+                manager.directory,
+                type(err).__name__,
+                str(err).splitlines()[0] if str(err) else "",
+            )
+            print(f"warning: checkpoint at step {step} is unreadable; using an older one")
+            continue
+        return restored, step
+    return None, None
+
+
+def train_and_evaluate(config, workdir: str | os.PathLike) -> dict:
+    """Trains and evaluates the task of ``config``; resumes from ``workdir`` if it has a run.
+
+    Args:
+      config: an ml_collections ConfigDict (see ``configs/``).
+      workdir: directory of the run.
+
+    Returns:
+      The last validation metrics.
+
+    Raises:
+      TrainingDiverged: if the loss becomes NaN or Inf.
+    """
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+    metrics_path = workdir / "metrics.jsonl"
+
+    task = build_task(config)
+    tx, schedule = make_optimizer(config.opt, task.steps_per_epoch)
+    root = jax.random.key(config.seed)
+    init_key, train_key = jax.random.split(root)
+    params, consts, model_state = task.init(init_key)
+    if config.opt.unit_norm_projection:
+        params = _project_cells(params)
+    state = {
+        "params": params,
+        "consts": consts,
+        "model_state": model_state,
+        "opt_state": tx.init(params),
+        "step": jnp.asarray(0, jnp.int32),
+        "rng": jax.random.key_data(train_key),
+    }
+
+    manager = ocp.CheckpointManager(
+        (workdir / "checkpoints").absolute(),
+        options=ocp.CheckpointManagerOptions(max_to_keep=config.train.keep_checkpoints),
+    )
+    restored, restored_step = _restore_latest(manager, state)
+    if restored is not None:
+        state = restored
+        logging.info("resumed from the checkpoint at step %d", restored_step)
+        print(f"resumed from step {restored_step}")
+        _truncate_metrics(metrics_path, restored_step)
+    elif metrics_path.exists():
+        metrics_path.unlink()
+
+    project = bool(config.opt.unit_norm_projection)
+
+    def train_step(state, batch):
+        key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
+
+        def loss_fn(params):
+            return task.loss(params, state["consts"], state["model_state"], batch, key, True)
+
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        if project:
+            params = _project_cells(params)
+        new_state = dict(
+            state,
+            params=params,
+            opt_state=opt_state,
+            model_state=task.update_state(state["model_state"], aux["moments"]),
+            step=state["step"] + 1,
+        )
+        return new_state, {"loss": loss, "grad_norm": optax.global_norm(grads)}
+
+    train_step = jax.jit(train_step, donate_argnums=0)
+
+    tc = config.train
+    start = int(state["step"])
+    metric = task.metric
+    last_eval: dict = {}
+    t_last, steps_since = time.perf_counter(), 0
+    progress = _progress(start, tc.num_steps)
+    for step in range(start, tc.num_steps):
+        batch = task.train_batch(step)
+        state, out = train_step(state, batch)
+        loss = float(out["loss"])
+        if not math.isfinite(loss):
+            manager.wait_until_finished()
+            good = manager.latest_step()
+            raise TrainingDiverged(
+                f"the training loss is {loss} at step {step + 1}; stopping. The last good "
+                f"checkpoint (step {good}) is kept in {workdir / 'checkpoints'}."
+            )
+        steps_since += 1
+        done = step + 1
+        progress.update(1)
+        if done % tc.log_every == 0 or done == tc.num_steps:
+            now = time.perf_counter()
+            rate = steps_since / max(now - t_last, 1e-9)
+            t_last, steps_since = now, 0
+            record = {
+                "step": done,
+                "split": "train",
+                "loss": loss,
+                "grad_norm": float(out["grad_norm"]),
+                "learning_rate": float(schedule(done - 1)),
+                "steps_per_s": rate,
+                "s_per_epoch": task.steps_per_epoch / rate,
+            }
+            if metric == "bpc":
+                record["bpc"] = loss / math.log(2.0)
+            elif metric == "nats":
+                record["nats"] = loss
+            _write_jsonl(metrics_path, record)
+            progress.set_postfix(loss=f"{loss:.4f}")
+            logging.info("step %d: train loss %.4f (%.2f steps/s)", done, loss, rate)
+        if done % tc.eval_every == 0 or done == tc.num_steps:
+            t0 = time.perf_counter()
+            last_eval = task.evaluate(
+                state["params"],
+                state["consts"],
+                state["model_state"],
+                "valid",
+                max_batches=tc.eval_batches or None,
+            )
+            record = {"step": done, "split": "valid", **last_eval}
+            _write_jsonl(metrics_path, record)
+            logging.info("step %d: valid %s (%.1fs)", done, last_eval, time.perf_counter() - t0)
+            t_last = time.perf_counter()  # evaluation time does not count in the step rate
+        if done % tc.checkpoint_every == 0 or done == tc.num_steps:
+            manager.save(done, args=ocp.args.StandardSave(state))
+    progress.close()
+    manager.wait_until_finished()
+    manager.close()
+    return last_eval
+
+
+def _progress(start: int, total: int):
+    """A tqdm progress bar (rate and ETA) on stderr; silent when not attached to a terminal."""
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        initial=start,
+        unit="step",
+        dynamic_ncols=True,
+        disable=None,  # None: off when stderr is not a TTY (CI, log files)
+        smoothing=0.1,
+    )
+
+
+def load_run(workdir: str | os.PathLike, config=None):
+    """Loads the newest readable checkpoint of a run for evaluation.
+
+    Args:
+      workdir: a training run's directory.
+      config: its config (read from ``workdir/config.json`` if None).
+
+    Returns:
+      ``(config, task, state, step)``.
+
+    Raises:
+      FileNotFoundError: if the run has no readable checkpoint.
+    """
+    import ml_collections
+
+    workdir = pathlib.Path(workdir)
+    if config is None:
+        path = workdir / "config.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: is {workdir} a training run directory?")
+        config = ml_collections.ConfigDict(json.loads(path.read_text()))
+    task = build_task(config)
+    tx, _ = make_optimizer(config.opt, task.steps_per_epoch)
+    init_key, train_key = jax.random.split(jax.random.key(config.seed))
+    params, consts, model_state = task.init(init_key)
+    target = {
+        "params": params,
+        "consts": consts,
+        "model_state": model_state,
+        "opt_state": tx.init(params),
+        "step": jnp.asarray(0, jnp.int32),
+        "rng": jax.random.key_data(train_key),
+    }
+    manager = ocp.CheckpointManager((workdir / "checkpoints").absolute())
+    state, step = _restore_latest(manager, target)
+    manager.close()
+    if state is None:
+        raise FileNotFoundError(f"no readable checkpoint under {workdir / 'checkpoints'}")
+    return config, task, state, step
