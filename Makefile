@@ -4,6 +4,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# The offline copies of this project's machines; elsewhere set NPRNN_DATA_DIR or DATA_DIR, or let
+# train.py download the data.
+DATA_DIR ?= $(if $(NPRNN_DATA_DIR),,$(if $(wildcard ../shared/data/ptb),../shared/data,))
 STAMP := $(VENV)/.installed
 
 $(STAMP): setup.cfg pyproject.toml
@@ -16,7 +19,8 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 train: $(STAMP)
-	$(PY) train.py --config=configs/ptb_char_small.py --workdir=runs/ptb_char_small
+	$(PY) train.py --config=configs/ptb_char_small.py --workdir=runs/ptb_char_small \
+		$(if $(DATA_DIR),--data_dir=$(DATA_DIR))
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
