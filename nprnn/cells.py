@@ -48,6 +48,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from nprnn import _fused
 from nprnn.initializers import check_variant
 
 __all__ = ["LSTMState", "init_state", "lstm_step", "run_sequence", "NORM_EPSILON"]
@@ -67,8 +68,8 @@ class LSTMState(NamedTuple):
     """The recurrent state of one LSTM layer.
 
     Attributes:
-      h: hidden state (the output), [B, H] (or [H] for a single unbatched example).
-      c: cell, same shape as ``h``.
+        h: hidden state (the output), [B, H] (or [H] for a single unbatched example).
+        c: cell, same shape as ``h``.
     """
 
     h: jax.Array
@@ -82,7 +83,7 @@ def init_state(batch_size: int, hidden_size: int, dtype=jnp.float32) -> LSTMStat
     broadcast to the batch.
 
     Raises:
-      ValueError: for a non-positive size or a non-floating dtype.
+        ValueError: for a non-positive size or a non-floating dtype.
     """
     for name, value in (("batch_size", batch_size), ("hidden_size", hidden_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -208,7 +209,21 @@ def _input_preact(p, xw, t, *, variant, training, bn_stats):
 
 def _recurrent_step(p, state, zx, t, mask, *, variant, training, bn_stats):
     """Eq. 13-15 given the input part ``zx``; returns the new state and the batch moments."""
-    hw = state.h @ p["w_h"]
+    return _cell_update(
+        p,
+        state.c,
+        state.h @ p["w_h"],
+        zx,
+        t,
+        mask,
+        variant=variant,
+        training=training,
+        bn_stats=bn_stats,
+    )
+
+
+def _cell_update(p, c_prev, hw, zx, t, mask, *, variant, training, bn_stats):
+    """Everything of a step after the recurrent product ``hw = h_{t-1} @ p['w_h']``."""
     moments = {}
     if variant == "layernorm":
         hw = _layer_norm(hw) * p["gamma_h"]
@@ -219,7 +234,7 @@ def _recurrent_step(p, state, zx, t, mask, *, variant, training, bn_stats):
     g = jnp.tanh(g)
     if mask is not None:
         g = g * mask
-    c = jax.nn.sigmoid(i) * g + jax.nn.sigmoid(f) * state.c
+    c = jax.nn.sigmoid(i) * g + jax.nn.sigmoid(f) * c_prev
     if variant == "normprop":
         out = jnp.tanh(c * p["c_scale"]) * p["h_scale"]
     elif variant == "layernorm":
@@ -262,48 +277,49 @@ def lstm_step(
 
     Carry-first, so that it scans directly::
 
-        step = functools.partial(nprnn.lstm_step, params, consts, variant="normprop")
-        state, hs = jax.lax.scan(step, state, xs)
+            step = functools.partial(nprnn.lstm_step, params, consts, variant="normprop")
+            state, hs = jax.lax.scan(step, state, xs)
 
     For a whole sequence prefer :func:`run_sequence`, which does the weight normalization and the
     input projection of all steps once, before the scan.
 
     Args:
-      params: trainable parameters from :func:`nprnn.init_params`.
-      consts: frozen constants from :func:`nprnn.init_params` (``var_c``, ``var_h`` for normprop).
-      state: ``LSTMState(h, c)``, each [B, H].
-      x: input x_t, [B, D]; a single example [D] with a state of [H] is accepted too (so the step
-        can be ``jax.vmap``-ed over examples).
-      variant: one of :data:`nprnn.VARIANTS`.
-      training: enables recurrent dropout and, for batchnorm, the batch statistics.
-      bn_stats: batchnorm only: population statistics (:func:`nprnn.init_bn_stats`), needed at
-        inference.
-      t: batchnorm only: the time step (an int or int array), which selects the row of
-        ``bn_stats`` at inference.
-      key: PRNG key of this step's recurrent-dropout mask; needed when ``training`` and
-        ``dropout_rate > 0``.
-      dropout_rate: recurrent dropout probability on the cell candidate ``tanh(g~)``
-        (Semeniuta et al. 2016), inverted scaling; 0 disables it. Applied only when ``training``.
-      return_moments: batchnorm with ``training=True`` only: also return the batch moments.
+        params: trainable parameters from :func:`nprnn.init_params`.
+        consts: frozen constants from :func:`nprnn.init_params` (``var_c``, ``var_h`` for normprop).
+        state: ``LSTMState(h, c)``, each [B, H].
+        x: input x_t, [B, D]; a single example [D] with a state of [H] is accepted too (so the step
+            can be ``jax.vmap``-ed over examples).
+        variant: one of :data:`nprnn.VARIANTS`.
+        training: enables recurrent dropout and, for batchnorm, the batch statistics.
+        bn_stats: batchnorm only: population statistics (:func:`nprnn.init_bn_stats`), needed at
+            inference.
+        t: batchnorm only: the time step (an int or int array), which selects the row of
+            ``bn_stats`` at inference.
+        key: PRNG key of this step's recurrent-dropout mask; needed when ``training`` and
+            ``dropout_rate > 0``.
+        dropout_rate: recurrent dropout probability on the cell candidate ``tanh(g~)``
+            (Semeniuta et al. 2016), inverted scaling; 0 disables it. Applied only when
+            ``training``.
+        return_moments: batchnorm with ``training=True`` only: also return the batch moments.
 
     Returns:
-      ``(state, h)``: the new ``LSTMState`` and its ``h`` ([B, H]). With ``return_moments``,
-      ``(state, (h, moments))`` where ``moments = {"x"|"h"|"c": {"mean", "var"}}`` are the batch
-      statistics used, ready for :func:`nprnn.update_bn_stats` once stacked over time (scan does
-      that).
+        ``(state, h)``: the new ``LSTMState`` and its ``h`` ([B, H]). With ``return_moments``,
+        ``(state, (h, moments))`` where ``moments = {"x"|"h"|"c": {"mean", "var"}}`` are the batch
+        statistics used, ready for :func:`nprnn.update_bn_stats` once stacked over time (scan does
+        that).
 
     Raises:
-      ValueError: for an unknown variant, a wrong rank or feature size of ``x``, a state that does
-        not match, a non-floating ``x``, missing parameters or batchnorm statistics.
+        ValueError: for an unknown variant, a wrong rank or feature size of ``x``, a state that does
+            not match, a non-floating ``x``, missing parameters or batchnorm statistics.
 
     Example:
-      >>> import jax, jax.numpy as jnp, nprnn
-      >>> params, consts = nprnn.init_params(
-      ...     jax.random.key(0), input_size=3, hidden_size=5, variant="normprop")
-      >>> state = nprnn.init_state(2, 5)
-      >>> state, h = nprnn.lstm_step(params, consts, state, jnp.ones((2, 3)), variant="normprop")
-      >>> h.shape
-      (2, 5)
+        >>> import jax, jax.numpy as jnp, nprnn
+        >>> params, consts = nprnn.init_params(
+        ...     jax.random.key(0), input_size=3, hidden_size=5, variant="normprop")
+        >>> state = nprnn.init_state(2, 5)
+        >>> state, h = nprnn.lstm_step(params, consts, state, jnp.ones((2, 3)), variant="normprop")
+        >>> h.shape
+        (2, 5)
     """
     _check_call(
         params,
@@ -347,6 +363,7 @@ def run_sequence(
     seq_lengths: jax.Array | None = None,
     unroll: int | bool = 1,
     return_moments: bool = False,
+    fused_backward: bool = True,
 ):
     """Runs an LSTM layer over a time-major sequence with ``jax.lax.scan``.
 
@@ -357,41 +374,45 @@ def run_sequence(
     batchnorm).
 
     Args:
-      params: trainable parameters from :func:`nprnn.init_params`.
-      consts: frozen constants from :func:`nprnn.init_params`.
-      state: initial ``LSTMState(h, c)``, each [B, H].
-      xs: inputs, [T, B, D] (or [T, D] for a single example with a state of [H]).
-      variant: one of :data:`nprnn.VARIANTS`.
-      training: enables recurrent dropout and, for batchnorm, the batch statistics of each step.
-      bn_stats: batchnorm at inference: population statistics (:func:`nprnn.init_bn_stats`).
-      t0: time index of ``xs[0]`` (batchnorm statistics rows), for sequences cut into chunks.
-      key: PRNG key for recurrent dropout (split into one key per step).
-      dropout_rate: recurrent dropout probability on ``tanh(g~)``; see :func:`lstm_step`.
-      seq_lengths: optional [B] integer lengths of right-padded sequences. At steps
-        ``t >= seq_lengths[b]`` the state of example b is carried through unchanged and its output
-        is zero, so the final state is the state after its last valid step. (Batchnorm's batch
-        statistics in training still include the padded positions.)
-      unroll: passed to ``jax.lax.scan``.
-      return_moments: batchnorm with ``training=True`` only: also return the batch moments.
+        params: trainable parameters from :func:`nprnn.init_params`.
+        consts: frozen constants from :func:`nprnn.init_params`.
+        state: initial ``LSTMState(h, c)``, each [B, H].
+        xs: inputs, [T, B, D] (or [T, D] for a single example with a state of [H]).
+        variant: one of :data:`nprnn.VARIANTS`.
+        training: enables recurrent dropout and, for batchnorm, the batch statistics of each step.
+        bn_stats: batchnorm at inference: population statistics (:func:`nprnn.init_bn_stats`).
+        t0: time index of ``xs[0]`` (batchnorm statistics rows), for sequences cut into chunks.
+        key: PRNG key for recurrent dropout (split into one key per step).
+        dropout_rate: recurrent dropout probability on ``tanh(g~)``; see :func:`lstm_step`.
+        seq_lengths: optional [B] integer lengths of right-padded sequences. At steps
+            ``t >= seq_lengths[b]`` the state of example b is carried through unchanged and its
+            output is zero, so the final state is the state after its last valid step.
+            (Batchnorm's batch statistics in training still include the padded positions.)
+        unroll: passed to ``jax.lax.scan`` (reference path, ``fused_backward=False``).
+        return_moments: batchnorm with ``training=True`` only: also return the batch moments
+            (they are not differentiated: treat them as constants).
+        fused_backward: differentiate with the hand-written backward pass of ``nprnn._fused``:
+            the recurrent weight gradient as one matrix product after the backward recurrence,
+            as fused LSTM kernels do. ``False``: plain autodiff of ``lax.scan``, the reference.
+            Same numbers up to float rounding.
 
     Returns:
-      ``(state, hs)``: the final ``LSTMState`` and the outputs ``hs`` [T, B, H]. With
-      ``return_moments``, ``(state, hs, moments)`` where ``moments`` has rows [T, ...] for
-      :func:`nprnn.update_bn_stats`.
+        ``(state, hs)``: the final ``LSTMState`` and the outputs ``hs`` [T, B, H]. With
+        ``return_moments``, ``(state, hs, moments)`` where ``moments`` has rows [T, ...] for
+        :func:`nprnn.update_bn_stats`.
 
     Raises:
-      ValueError: as :func:`lstm_step`, and when batchnorm statistics in training would be asked
-        beyond their ``max_steps``.
+        ValueError: as :func:`lstm_step`, and for ``seq_lengths`` of the wrong shape.
 
     Example:
-      >>> import jax, jax.numpy as jnp, nprnn
-      >>> params, consts = nprnn.init_params(
-      ...     jax.random.key(0), input_size=3, hidden_size=5, variant="layernorm")
-      >>> xs = jnp.ones((7, 2, 3))
-      >>> state, hs = nprnn.run_sequence(
-      ...     params, consts, nprnn.init_state(2, 5), xs, variant="layernorm")
-      >>> hs.shape
-      (7, 2, 5)
+        >>> import jax, jax.numpy as jnp, nprnn
+        >>> params, consts = nprnn.init_params(
+        ...     jax.random.key(0), input_size=3, hidden_size=5, variant="layernorm")
+        >>> xs = jnp.ones((7, 2, 3))
+        >>> state, hs = nprnn.run_sequence(
+        ...     params, consts, nprnn.init_state(2, 5), xs, variant="layernorm")
+        >>> hs.shape
+        (7, 2, 5)
     """
     _check_call(
         params,
@@ -419,23 +440,41 @@ def run_sequence(
         lambda xw, t: _input_preact(p, xw, t, variant=variant, training=training, bn_stats=bn_stats)
     )
     zxs, x_moments = norm_x(xs @ p["w_x"], ts)
-    use_dropout = training and dropout_rate > 0.0
-    keys = jax.random.split(key, steps) if use_dropout else None
-
-    def body(state, inputs):
-        zx, t, step_key = inputs
-        mask = _dropout_mask(step_key, dropout_rate, state.h.shape, state.h.dtype)
-        new, moments = _recurrent_step(
-            p, state, zx, t, mask, variant=variant, training=training, bn_stats=bn_stats
+    state = LSTMState(*state)
+    masks = None
+    if training and dropout_rate > 0.0:
+        masks = jax.vmap(lambda k: _dropout_mask(k, dropout_rate, state.h.shape, state.h.dtype))(
+            jax.random.split(key, steps)
         )
-        h = new.h
-        if seq_lengths is not None:
-            valid = (t - t0 < seq_lengths)[..., None]
-            new = LSTMState(h=jnp.where(valid, new.h, state.h), c=jnp.where(valid, new.c, state.c))
-            h = jnp.where(valid, h, jnp.zeros_like(h))
-        return new, (h, moments)
+    valid = None
+    if seq_lengths is not None:
+        valid = jnp.arange(steps).reshape((steps,) + (1,) * len(xs.shape[1:-1])) < seq_lengths
+    if fused_backward:
+        small = {k: p[k] for k in _fused.SMALL_PARAMS[variant]}
+        h, c, hs, moments = _fused.fused_scan(
+            variant, training, p["w_h"], small, bn_stats, state.h, state.c, zxs, ts, masks, valid
+        )
+        state = LSTMState(h=h, c=c)
+    else:
 
-    state, (hs, moments) = jax.lax.scan(body, LSTMState(*state), (zxs, ts, keys), unroll=unroll)
+        def body(state, inputs):
+            zx, t, mask, ok = inputs
+            h, c, out, moments = _fused._step(
+                variant,
+                training,
+                p,
+                bn_stats,
+                state.h,
+                state.c,
+                state.h @ p["w_h"],
+                zx,
+                t,
+                mask,
+                ok,
+            )
+            return LSTMState(h=h, c=c), (out, moments)
+
+        state, (hs, moments) = jax.lax.scan(body, state, (zxs, ts, masks, valid), unroll=unroll)
     if return_moments:
         return state, hs, {"x": x_moments, **moments}
     return state, hs

@@ -97,41 +97,41 @@ def init_params(
     """Initializes one LSTM layer of the given variant.
 
     Args:
-      key: PRNG key.
-      input_size: D, the size of x_t.
-      hidden_size: H, the number of units.
-      variant: one of :data:`VARIANTS`.
-      gamma_x: initial scale of the (normalized) input projection; ``None`` takes the variant's
-        default from :data:`DEFAULT_GAMMAS` (normprop 2, layernorm 1, batchnorm 0.1, weightnorm 1).
-        Ignored by ``lstm``.
-      gamma_h: likewise for the recurrent projection.
-      gamma_c: likewise for the cell normalization (normprop, layernorm, batchnorm).
-      forget_bias: initial value of the forget-gate entries of ``b`` (the other entries are 0).
-        The normprop variance constants assume a zero bias at initialization.
-      variance_method: normprop only: how ``var_c`` and ``var_h`` are computed, ``"analytic"``
-        (the paper's eq. 8 and 12) or ``"simulated"``; see :func:`nprnn.normprop_variances`.
-      dtype: floating dtype of the parameters.
+        key: PRNG key.
+        input_size: D, the size of x_t.
+        hidden_size: H, the number of units.
+        variant: one of :data:`VARIANTS`.
+        gamma_x: initial scale of the (normalized) input projection; ``None`` takes the variant's
+            default from :data:`DEFAULT_GAMMAS` (normprop 2, layernorm 1, batchnorm 0.1,
+            weightnorm 1). Ignored by ``lstm``.
+        gamma_h: likewise for the recurrent projection.
+        gamma_c: likewise for the cell normalization (normprop, layernorm, batchnorm).
+        forget_bias: initial value of the forget-gate entries of ``b`` (the other entries are 0).
+            The normprop variance constants assume a zero bias at initialization.
+        variance_method: normprop only: how ``var_c`` and ``var_h`` are computed, ``"analytic"``
+            (the paper's eq. 8 and 12) or ``"simulated"``; see :func:`nprnn.normprop_variances`.
+        dtype: floating dtype of the parameters.
 
     Returns:
-      ``(params, consts)``: trainable parameters and frozen constants, two plain dicts (see the
-      module docstring for their keys and shapes). Only ``params`` is meant for an optimizer.
+        ``(params, consts)``: trainable parameters and frozen constants, two plain dicts (see the
+        module docstring for their keys and shapes). Only ``params`` is meant for an optimizer.
 
     Raises:
-      ValueError: for an unknown variant or variance method, a non-positive size or gamma, or a
-        non-floating dtype.
+        ValueError: for an unknown variant or variance method, a non-positive size or gamma, or a
+            non-floating dtype.
 
     Notes:
-      ``w_x`` and ``w_h`` are initialized with an independent random orthogonal block per gate
-      (semi-orthogonal for ``w_x`` when D != H). For weightnorm and normprop every unit's incoming
-      weight vector (a column) is then rescaled to unit L2 norm (the paper's section 3.3). The
-      gammas are stored as per-unit vectors initialized to the scalar given.
+        ``w_x`` and ``w_h`` are initialized with an independent random orthogonal block per gate
+        (semi-orthogonal for ``w_x`` when D != H). For weightnorm and normprop every unit's incoming
+        weight vector (a column) is then rescaled to unit L2 norm (the paper's section 3.3). The
+        gammas are stored as per-unit vectors initialized to the scalar given.
 
     Example:
-      >>> import jax, nprnn
-      >>> params, consts = nprnn.init_params(
-      ...     jax.random.key(0), input_size=3, hidden_size=4, variant="normprop")
-      >>> params["w_h"].shape, params["gamma_c"].shape, sorted(consts)
-      ((4, 16), (4,), ['var_c', 'var_h'])
+        >>> import jax, nprnn
+        >>> params, consts = nprnn.init_params(
+        ...     jax.random.key(0), input_size=3, hidden_size=4, variant="normprop")
+        >>> params["w_h"].shape, params["gamma_c"].shape, sorted(consts)
+        ((4, 16), (4,), ['var_c', 'var_h'])
     """
     check_variant(variant)
     input_size = _check_size("input_size", input_size)
@@ -176,13 +176,13 @@ def project_unit_norm(params: dict) -> dict:
     fixes it. Use it after each optimizer update of a weightnorm or normprop layer. Jit-able.
 
     Args:
-      params: a dict with ``w_x`` [D, 4H] and ``w_h`` [H, 4H] (other entries are kept as they are).
+        params: a dict with ``w_x`` [D, 4H] and ``w_h`` [H, 4H] (other entries are kept).
 
     Returns:
-      A new dict with the columns of ``w_x`` and ``w_h`` of unit norm.
+        A new dict with the columns of ``w_x`` and ``w_h`` of unit norm.
 
     Raises:
-      ValueError: if ``w_x`` or ``w_h`` is missing.
+        ValueError: if ``w_x`` or ``w_h`` is missing.
     """
     missing = [k for k in ("w_x", "w_h") if k not in params]
     if missing:
@@ -197,14 +197,15 @@ def init_bn_stats(hidden_size: int, max_steps: int, dtype=jnp.float32) -> dict:
     """Population statistics of a batchnorm LSTM, one row per time step.
 
     Args:
-      hidden_size: H.
-      max_steps: T_max, the number of time steps with their own statistics. At inference, steps
-        at or beyond ``max_steps`` reuse the last row (Cooijmans et al. 2016).
-      dtype: floating dtype.
+        hidden_size: H.
+        max_steps: T_max, the number of time steps with their own statistics. At inference, steps
+            at or beyond ``max_steps`` reuse the last row (Cooijmans et al. 2016).
+        dtype: floating dtype.
 
     Returns:
-      ``{"x": {"mean", "var"}, "h": {"mean", "var"}, "c": {"mean", "var"}}`` with the statistics of
-      ``x W_x`` and ``h W_h`` ([T_max, 4H]) and of ``c`` ([T_max, H]); means 0, variances 1.
+        ``{"x": {"mean", "var"}, "h": {"mean", "var"}, "c": {"mean", "var"}}`` with the
+        statistics of ``x W_x`` and ``h W_h`` ([T_max, 4H]) and of ``c`` ([T_max, H]); means 0,
+        variances 1.
     """
     hidden_size = _check_size("hidden_size", hidden_size)
     max_steps = _check_size("max_steps", max_steps)
@@ -222,18 +223,18 @@ def update_bn_stats(bn_stats: dict, moments: dict, *, momentum: float = 0.99, t0
     """Exponential moving average of batchnorm population statistics (functional).
 
     Args:
-      bn_stats: from :func:`init_bn_stats`, rows [T_max, ...].
-      moments: batch moments of ``T`` consecutive steps, as returned by
-        ``run_sequence(..., return_moments=True)``: the same structure with rows [T, ...].
-      momentum: weight of the old statistics, in [0, 1).
-      t0: time index of the first row of ``moments``.
+        bn_stats: from :func:`init_bn_stats`, rows [T_max, ...].
+        moments: batch moments of ``T`` consecutive steps, as returned by
+            ``run_sequence(..., return_moments=True)``: the same structure with rows [T, ...].
+        momentum: weight of the old statistics, in [0, 1).
+        t0: time index of the first row of ``moments``.
 
     Returns:
-      New statistics where rows ``t0 .. t0 + T - 1`` are
-      ``momentum * old + (1 - momentum) * batch``, and the other rows are unchanged.
+        New statistics where rows ``t0 .. t0 + T - 1`` are
+        ``momentum * old + (1 - momentum) * batch``, and the other rows are unchanged.
 
     Raises:
-      ValueError: if ``momentum`` is outside [0, 1) or the moments do not fit in T_max rows.
+        ValueError: if ``momentum`` is outside [0, 1) or the moments do not fit in T_max rows.
     """
     if not 0.0 <= momentum < 1.0:
         raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")

@@ -65,8 +65,8 @@ def build_task(config) -> Task:
     """Builds the task named by ``config.task`` (one of :data:`TASKS`).
 
     Raises:
-      ValueError: for an unknown task.
-      nprnn.data.DataError: when the data cannot be found (the message says what to put where).
+        ValueError: for an unknown task.
+        nprnn.data.DataError: when the data cannot be found (the message says what to put where).
     """
     builders = {
         "ptb_char": _char_task,

@@ -49,7 +49,7 @@ def make_optimizer(opt, steps_per_epoch: int) -> tuple[optax.GradientTransformat
     epoch (``"epoch"``); the decay is continuous, not a staircase.
 
     Returns:
-      ``(optimizer, schedule)``.
+        ``(optimizer, schedule)``.
     """
     if opt.decay_every not in ("update", "epoch"):
         raise ValueError(f"opt.decay_every must be 'update' or 'epoch', got {opt.decay_every!r}")
@@ -113,14 +113,14 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict:
     """Trains and evaluates the task of ``config``; resumes from ``workdir`` if it has a run.
 
     Args:
-      config: an ml_collections ConfigDict (see ``configs/``).
-      workdir: directory of the run.
+        config: an ml_collections ConfigDict (see ``configs/``).
+        workdir: directory of the run.
 
     Returns:
-      The last validation metrics.
+        The last validation metrics.
 
     Raises:
-      TrainingDiverged: if the loss becomes NaN or Inf.
+        TrainingDiverged: if the loss becomes NaN or Inf.
     """
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -259,14 +259,14 @@ def load_run(workdir: str | os.PathLike, config=None):
     """Loads the newest readable checkpoint of a run for evaluation.
 
     Args:
-      workdir: a training run's directory.
-      config: its config (read from ``workdir/config.json`` if None).
+        workdir: a training run's directory.
+        config: its config (read from ``workdir/config.json`` if None).
 
     Returns:
-      ``(config, task, state, step)``.
+        ``(config, task, state, step)``.
 
     Raises:
-      FileNotFoundError: if the run has no readable checkpoint.
+        FileNotFoundError: if the run has no readable checkpoint.
     """
     import ml_collections
 

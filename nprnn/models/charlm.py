@@ -45,15 +45,15 @@ class CharLMConfig:
     """Static description of a character LM (hashable, travels in ``consts["config"]``).
 
     Attributes:
-      variant: one of ``nprnn.VARIANTS``.
-      vocab_size: V.
-      hidden_size: H of every layer.
-      num_layers: L.
-      max_steps: batchnorm only: T_max of the per-step statistics.
-      input_dropout: dropout rate on x_t (training only).
-      output_dropout: dropout rate on h^L_t before the softmax (training only).
-      recurrent_dropout: dropout rate on the cell candidate of every layer (training only).
-      input_norm: "batch data normalization" of x_t (Table 2).
+        variant: one of ``nprnn.VARIANTS``.
+        vocab_size: V.
+        hidden_size: H of every layer.
+        num_layers: L.
+        max_steps: batchnorm only: T_max of the per-step statistics.
+        input_dropout: dropout rate on x_t (training only).
+        output_dropout: dropout rate on h^L_t before the softmax (training only).
+        recurrent_dropout: dropout rate on the cell candidate of every layer (training only).
+        input_norm: "batch data normalization" of x_t (Table 2).
     """
 
     variant: str
@@ -71,16 +71,16 @@ def init_charlm(key: jax.Array, config: CharLMConfig, **cell_options) -> tuple[P
     """Initializes a character LM.
 
     Args:
-      key: PRNG key.
-      config: the model's :class:`CharLMConfig`.
-      **cell_options: passed to :func:`nprnn.init_params` for every layer (``gamma_x``,
-        ``gamma_h``, ``gamma_c``, ``variance_method``, ``forget_bias``, ``dtype``).
+        key: PRNG key.
+        config: the model's :class:`CharLMConfig`.
+        **cell_options: passed to :func:`nprnn.init_params` for every layer (``gamma_x``,
+            ``gamma_h``, ``gamma_c``, ``variance_method``, ``forget_bias``, ``dtype``).
 
     Returns:
-      ``(params, consts)``. ``params = {"layers": [cell params] * L, "head": {"w" [H, V],
-      "b" [V]}}``; ``consts = {"config", "layers": [cell consts] * L, "input_proj" [V, V]}``
-      plus, with ``input_norm``, nothing trainable (the input statistics live in the model
-      state, see :func:`init_charlm_state`).
+        ``(params, consts)``. ``params = {"layers": [cell params] * L, "head": {"w" [H, V],
+        "b" [V]}}``; ``consts = {"config", "layers": [cell consts] * L, "input_proj" [V, V]}``
+        plus, with ``input_norm``, nothing trainable (the input statistics live in the model
+        state, see :func:`init_charlm_state`).
     """
     nprnn.initializers.check_variant(config.variant)
     keys = jax.random.split(key, config.num_layers + 2)
@@ -109,7 +109,7 @@ def init_charlm_state(consts: Params, batch_size: int, dtype=jnp.float32) -> Par
     """Non-trainable model state: batch-norm statistics and input-normalization statistics.
 
     Returns:
-      ``{"bn": [stats] * L or None, "input": {"mean", "var"} or None}``.
+        ``{"bn": [stats] * L or None, "input": {"mean", "var"} or None}``.
     """
     config: CharLMConfig = consts["config"]
     bn = None
@@ -144,17 +144,17 @@ def charlm_apply(
     """Runs the model over time-major ids.
 
     Args:
-      params, consts: from :func:`init_charlm`.
-      model_state: from :func:`init_charlm_state` (statistics used at inference).
-      ids: int [T, B] input symbols.
-      states: optional list of L ``LSTMState`` to start from (zeros if None), for carrying the
-        state across chunks of a long sequence.
-      training: dropout on, batch statistics for batchnorm and input normalization.
-      key: PRNG key, needed in training when a dropout rate is positive.
+        params, consts: from :func:`init_charlm`.
+        model_state: from :func:`init_charlm_state` (statistics used at inference).
+        ids: int [T, B] input symbols.
+        states: optional list of L ``LSTMState`` to start from (zeros if None), for carrying the
+            state across chunks of a long sequence.
+        training: dropout on, batch statistics for batchnorm and input normalization.
+        key: PRNG key, needed in training when a dropout rate is positive.
 
     Returns:
-      ``(logits [T, B, V], final_states, batch_moments)`` where ``batch_moments`` holds, in
-      training, the batch statistics to fold into ``model_state`` (:func:`update_charlm_state`).
+        ``(logits [T, B, V], final_states, batch_moments)`` where ``batch_moments`` holds, in
+        training, the batch statistics to fold into ``model_state`` (:func:`update_charlm_state`).
     """
     config: CharLMConfig = consts["config"]
     steps, batch = ids.shape
@@ -235,11 +235,11 @@ def charlm_loss(
     """Mean cross-entropy in nats per character over the (masked) targets.
 
     Args:
-      inputs, targets: int [T, B]; ``mask``: optional bool [T, B] of the targets that count.
+        inputs, targets: int [T, B]; ``mask``: optional bool [T, B] of the targets that count.
 
     Returns:
-      ``(loss, aux)`` with ``aux = {"nll_sum", "count", "moments"}`` (sums, so that metrics can
-      be accumulated over batches and divided on the host).
+        ``(loss, aux)`` with ``aux = {"nll_sum", "count", "moments"}`` (sums, so that metrics can
+        be accumulated over batches and divided on the host).
     """
     logits, _, moments = charlm_apply(
         params, consts, model_state, inputs, training=training, key=key
@@ -272,13 +272,13 @@ def charlm_sample(
     """Samples ``length`` symbols after a prompt (inference mode: no dropout, population stats).
 
     Args:
-      prompt: int [P] symbol ids (P >= 1), read with the model before sampling starts.
-      key: PRNG key.
-      length: number of symbols to sample (static).
-      temperature: softmax temperature (> 0).
+        prompt: int [P] symbol ids (P >= 1), read with the model before sampling starts.
+        key: PRNG key.
+        length: number of symbols to sample (static).
+        temperature: softmax temperature (> 0).
 
     Returns:
-      int [length] sampled ids.
+        int [length] sampled ids.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature!r}")

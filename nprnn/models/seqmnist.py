@@ -34,10 +34,10 @@ class SeqMNISTConfig:
     """Static description of the classifier (travels in ``consts["config"]``).
 
     Attributes:
-      variant: one of ``nprnn.VARIANTS``.
-      hidden_size: H.
-      num_classes: 10.
-      max_steps: batchnorm only: T_max of the statistics (784 pixels).
+        variant: one of ``nprnn.VARIANTS``.
+        hidden_size: H.
+        num_classes: 10.
+        max_steps: batchnorm only: T_max of the statistics (784 pixels).
     """
 
     variant: str
@@ -84,11 +84,11 @@ def seqmnist_loss(
     """Mean cross-entropy (nats) and accuracy.
 
     Args:
-      pixels: float [B, T, 1] in [0, 1] (from ``nprnn.data.pixel_sequences``).
-      labels: int [B].
+        pixels: float [B, T, 1] in [0, 1] (from ``nprnn.data.pixel_sequences``).
+        labels: int [B].
 
     Returns:
-      ``(loss, aux)`` with ``aux = {"nll_sum", "correct", "count", "moments"}``.
+        ``(loss, aux)`` with ``aux = {"nll_sum", "correct", "count", "moments"}``.
     """
     config: SeqMNISTConfig = consts["config"]
     xs = (jnp.swapaxes(pixels, 0, 1) - PIXEL_MEAN) / PIXEL_STD
