@@ -25,6 +25,12 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and m
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Data directory (overrides config.data.dir and $NPRNN_DATA_DIR)."
 )
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed",
+    False,
+    "Multi-host: call jax.distributed.initialize() (coordinator and process ids from the "
+    "environment, e.g. SLURM or JAX_COORDINATOR_ADDRESS) before training.",
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -89,6 +95,10 @@ def main(argv):
             config.data.dir = _DATA_DIR.value
         base.set_variant_defaults(config)
     validate(config)
+    if _DISTRIBUTED.value:
+        import jax
+
+        jax.distributed.initialize()
     try:
         metrics = train_and_evaluate(config, _WORKDIR.value)
     except DataError as err:

@@ -15,6 +15,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict()
     c.data.dir = ""  # "" = --data_dir, else $NPRNN_DATA_DIR, else ~/.cache/nprnn
     c.data.download = True  # download missing files from the canonical source (needs a network)
+    c.data.verify = True  # check the SHA-256 of the data files (False for your own small files)
     c.data.batch_size = 64  # sequences (or images) per training batch
     c.data.eval_batch_size = 64  # sequences (or images) per evaluation batch
     c.data.seq_len = 100  # characters per training / evaluation window
@@ -57,6 +58,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.eval_batches = 0  # 0 = the whole validation split, else at most this many batches
     c.train.checkpoint_every = 500  # updates between checkpoints
     c.train.keep_checkpoints = 3
+    c.train.data_parallel = True  # shard each batch over all devices (params replicated)
     return c
 
 

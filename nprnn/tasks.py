@@ -42,6 +42,8 @@ class Task:
     evaluate: Callable
     steps_per_epoch: int
     metric: str
+    # The batch axis of each array of a training batch (for data-parallel sharding).
+    batch_axes: tuple[int, ...] = (0,)
     # Called with (params, consts, model_state, key) for a qualitative look (text or images).
     sample: Callable | None = None
 
@@ -86,9 +88,9 @@ def build_task(config) -> Task:
 def _char_task(config) -> Task:
     d, m = config.data, config.model
     if config.task == "ptb_char":
-        corpus = nd.load_ptb_chars(d.dir or None, download=d.download)
+        corpus = nd.load_ptb_chars(d.dir or None, download=d.download, verify=d.get("verify", True))
     else:
-        corpus = nd.load_text8(d.dir or None, download=d.download)
+        corpus = nd.load_text8(d.dir or None, download=d.download, verify=d.get("verify", True))
     model_config = charlm.CharLMConfig(
         variant=m.variant,
         vocab_size=len(corpus.vocab),
@@ -181,6 +183,7 @@ def _char_task(config) -> Task:
         evaluate=evaluate,
         steps_per_epoch=max(1, len(corpus.train) // (d.batch_size * d.seq_len)),
         metric="bpc",
+        batch_axes=(1, 1),  # time-major [T, B] inputs and targets
         sample=sample,
     )
 
@@ -191,7 +194,9 @@ def _char_task(config) -> Task:
 
 def _draw_task(config) -> Task:
     d, m = config.data, config.model
-    images = nd.load_binarized_mnist(d.dir or None, download=d.download)
+    images = nd.load_binarized_mnist(
+        d.dir or None, download=d.download, verify=d.get("verify", True)
+    )
     n_train = len(images["train"])
     variant = m.variant
 
@@ -293,7 +298,7 @@ def _draw_task(config) -> Task:
 
 def _seqmnist_task(config) -> Task:
     d, m = config.data, config.model
-    raw = nd.load_mnist(d.dir or None, download=d.download)
+    raw = nd.load_mnist(d.dir or None, download=d.download, verify=d.get("verify", True))
     perm = nd.pixel_permutation(d.permutation_seed) if d.permute else None
     splits = {
         k: (nd.pixel_sequences(x, permutation=perm), y.astype(np.int32))
@@ -351,6 +356,7 @@ def _seqmnist_task(config) -> Task:
         evaluate=evaluate,
         steps_per_epoch=n_train // d.batch_size,
         metric="accuracy",
+        batch_axes=(0, 0),
     )
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from absl import logging
@@ -179,6 +180,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict:
         return new_state, {"loss": loss, "grad_norm": optax.global_norm(grads)}
 
     train_step = jax.jit(train_step, donate_argnums=0)
+    shard_batch, state = _data_parallel(config, task, state)
 
     tc = config.train
     start = int(state["step"])
@@ -187,7 +189,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict:
     t_last, steps_since = time.perf_counter(), 0
     progress = _progress(start, tc.num_steps)
     for step in range(start, tc.num_steps):
-        batch = task.train_batch(step)
+        batch = shard_batch(task.train_batch(step))
         state, out = train_step(state, batch)
         loss = float(out["loss"])
         if not math.isfinite(loss):
@@ -239,6 +241,50 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict:
     manager.wait_until_finished()
     manager.close()
     return last_eval
+
+
+def _data_parallel(config, task, state):
+    """Data parallelism over all local devices with ``jax.sharding`` (GSPMD).
+
+    The batch is split along its batch axis over a one-dimensional mesh ``("data",)`` and the
+    training state is replicated; XLA partitions the jitted step and inserts the all-reduces of
+    the gradients (and of batch-norm statistics, which are means over the whole batch). With one
+    device, or ``config.train.data_parallel=False``, nothing changes. Multi-host: call
+    ``jax.distributed.initialize()`` before training (``train.py --distributed``); every host
+    computes the same global batch and places the slices its own devices hold.
+
+    Returns:
+      ``(shard_batch, state)``: a function placing a host batch on the mesh, and the state
+      placed (replicated) on it.
+    """
+    devices = jax.devices()
+    if not config.train.get("data_parallel", True) or len(devices) == 1:
+        return (lambda batch: batch), state
+    mesh = jax.sharding.Mesh(np.asarray(devices), ("data",))
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    shardings = [
+        jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*([None] * axis + ["data"])))
+        for axis in task.batch_axes
+    ]
+    n = len(devices)
+
+    def shard_batch(batch):
+        for array, axis in zip(batch, task.batch_axes, strict=True):
+            if array.shape[axis] % n:
+                raise ValueError(
+                    f"the batch size {array.shape[axis]} is not divisible by the {n} devices"
+                )
+        # Every host computes the same global batch (a pure function of seed and step) and
+        # places the slices its devices own: the same code for one host and for many.
+        return tuple(_place(np.asarray(a), sh) for a, sh in zip(batch, shardings, strict=True))
+
+    logging.info("data parallel over %d devices", n)
+    return shard_batch, jax.device_put(state, replicated)
+
+
+def _place(array: np.ndarray, sharding) -> jax.Array:
+    """A global array from a host copy, each device taking its own slice."""
+    return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
 
 
 def _progress(start: int, total: int):
