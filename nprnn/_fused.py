@@ -34,6 +34,12 @@ SMALL_PARAMS = {
 }
 
 
+def _matmul(a, w):
+    from nprnn.cells import _matmul  # cells imports this module
+
+    return _matmul(a, w)
+
+
 def _step(variant, training, small, bn_stats, h_prev, c_prev, hw, zx, t, mask, valid):
     """Element-wise part of one step; returns (h, c, output h, moments)."""
     from nprnn.cells import _cell_update  # cells imports this module
@@ -54,7 +60,7 @@ def _forward(variant, training, w_h, small, bn_stats, h0, c0, zxs, ts, masks, va
     def body(carry, inputs):
         h_prev, c_prev = carry
         zx, t, mask, ok = inputs
-        hw = h_prev @ w_h
+        hw = _matmul(h_prev, w_h)
         h, c, out, moments = _step(
             variant, training, small, bn_stats, h_prev, c_prev, hw, zx, t, mask, ok
         )
@@ -92,7 +98,7 @@ def _bwd(variant, training, residuals, cotangents):
 
         _, vjp = jax.vjp(step, small, h_prev, c_prev, hw, zx)
         ds, dh_direct, dc_prev, dhw, dzx = vjp((dh, dc, dh_out))
-        dh_prev = dh_direct + dhw @ w_h_t
+        dh_prev = dh_direct + _matmul(dhw, w_h_t)
         dsmall = jax.tree.map(jnp.add, dsmall, ds)
         return (dh_prev, dc_prev, dsmall), (dhw, dzx)
 
@@ -104,7 +110,10 @@ def _bwd(variant, training, residuals, cotangents):
         reverse=True,
     )
     # One product with inner dimension T*B instead of T products with inner dimension B.
-    dw_h = jnp.einsum("...h,...g->hg", h_prevs, dhws)
+    md = w_h.dtype
+    dw_h = jnp.einsum(
+        "...h,...g->hg", h_prevs.astype(md), dhws.astype(md), preferred_element_type=dhws.dtype
+    ).astype(md)
     dbn = jax.tree.map(jnp.zeros_like, bn_stats)
     return dw_h, dsmall, dbn, dh0, dc0, dzxs, None, None, None
 

@@ -166,7 +166,15 @@ def _column_norm(w):
     return jnp.sqrt(jnp.sum(jnp.square(w), axis=0))
 
 
-def _prepare(params, consts, variant):
+def _matmul(a, w):
+    """``a @ w``; with low-precision weights (mixed precision), ``a`` is cast to their dtype and
+    the product accumulates and returns in ``a``'s dtype."""
+    if a.dtype == w.dtype:
+        return a @ w
+    return jnp.matmul(a.astype(w.dtype), w, preferred_element_type=a.dtype)
+
+
+def _prepare(params, consts, variant, matmul_dtype=None):
     """Everything that does not depend on the time step (done once per sequence)."""
     p = dict(params)
     if variant in ("weightnorm", "normprop"):
@@ -176,6 +184,9 @@ def _prepare(params, consts, variant):
     if variant == "normprop":
         p["c_scale"] = params["gamma_c"] * jax.lax.rsqrt(consts["var_c"])
         p["h_scale"] = jax.lax.rsqrt(consts["var_h"])
+    if matmul_dtype is not None:
+        p["w_x"] = p["w_x"].astype(matmul_dtype)
+        p["w_h"] = p["w_h"].astype(matmul_dtype)
     return p
 
 
@@ -212,7 +223,7 @@ def _recurrent_step(p, state, zx, t, mask, *, variant, training, bn_stats):
     return _cell_update(
         p,
         state.c,
-        state.h @ p["w_h"],
+        _matmul(state.h, p["w_h"]),
         zx,
         t,
         mask,
@@ -272,6 +283,7 @@ def lstm_step(
     key: jax.Array | None = None,
     dropout_rate: float = 0.0,
     return_moments: bool = False,
+    matmul_dtype=None,
 ):
     """One time step of an LSTM layer of the given variant (eq. 13-15 for normprop).
 
@@ -301,6 +313,10 @@ def lstm_step(
             (Semeniuta et al. 2016), inverted scaling; 0 disables it. Applied only when
             ``training``.
         return_moments: batchnorm with ``training=True`` only: also return the batch moments.
+        matmul_dtype: mixed precision: the dtype of the two matrix products (e.g.
+            ``jnp.bfloat16``); the normalized weights are cast to it after the weight
+            normalization, products accumulate in the dtype of ``x``, and the state, the gates
+            and the variance constants stay in full precision. ``None``: no cast.
 
     Returns:
         ``(state, h)``: the new ``LSTMState`` and its ``h`` ([B, H]). With ``return_moments``,
@@ -335,9 +351,9 @@ def lstm_step(
         rate=dropout_rate,
         rm=return_moments,
     )
-    p = _prepare(params, consts, variant)
+    p = _prepare(params, consts, variant, matmul_dtype)
     zx, x_moments = _input_preact(
-        p, x @ p["w_x"], t, variant=variant, training=training, bn_stats=bn_stats
+        p, _matmul(x, p["w_x"]), t, variant=variant, training=training, bn_stats=bn_stats
     )
     mask = _dropout_mask(key, dropout_rate, state.h.shape, state.h.dtype) if training else None
     state, moments = _recurrent_step(
@@ -364,6 +380,7 @@ def run_sequence(
     unroll: int | bool = 1,
     return_moments: bool = False,
     fused_backward: bool = True,
+    matmul_dtype=None,
 ):
     """Runs an LSTM layer over a time-major sequence with ``jax.lax.scan``.
 
@@ -395,6 +412,7 @@ def run_sequence(
             the recurrent weight gradient as one matrix product after the backward recurrence,
             as fused LSTM kernels do. ``False``: plain autodiff of ``lax.scan``, the reference.
             Same numbers up to float rounding.
+        matmul_dtype: mixed precision, as in :func:`lstm_step`.
 
     Returns:
         ``(state, hs)``: the final ``LSTMState`` and the outputs ``hs`` [T, B, H]. With
@@ -434,12 +452,12 @@ def run_sequence(
             f"seq_lengths must have shape {xs.shape[1:-1]} (the batch of xs), "
             f"got {jnp.shape(seq_lengths)}"
         )
-    p = _prepare(params, consts, variant)
+    p = _prepare(params, consts, variant, matmul_dtype)
     ts = t0 + jnp.arange(steps)
     norm_x = jax.vmap(
         lambda xw, t: _input_preact(p, xw, t, variant=variant, training=training, bn_stats=bn_stats)
     )
-    zxs, x_moments = norm_x(xs @ p["w_x"], ts)
+    zxs, x_moments = norm_x(_matmul(xs, p["w_x"]), ts)
     state = LSTMState(*state)
     masks = None
     if training and dropout_rate > 0.0:
@@ -466,7 +484,7 @@ def run_sequence(
                 bn_stats,
                 state.h,
                 state.c,
-                state.h @ p["w_h"],
+                _matmul(state.h, p["w_h"]),
                 zx,
                 t,
                 mask,

@@ -36,6 +36,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.output_dropout = 0.0  # char LM: dropout rate before the softmax
     c.model.recurrent_dropout = 0.0  # dropout rate on the cell candidate (Semeniuta et al.)
     c.model.input_norm = False  # char LM: "batch data normalization" of the inputs (Table 2)
+    c.model.matmul_dtype = ""  # char LM: "bfloat16" for mixed-precision matmuls; "" = float32
     c.model.latent_size = 100  # DRAW: size of z
     c.model.glimpses = 64  # DRAW: T
     c.model.read_n = 2  # DRAW: read attention grid N x N

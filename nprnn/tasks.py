@@ -101,6 +101,7 @@ def _char_task(config) -> Task:
         output_dropout=m.output_dropout,
         recurrent_dropout=m.recurrent_dropout,
         input_norm=m.input_norm,
+        matmul_dtype=m.get("matmul_dtype") or None,
     )
 
     def init(key):

@@ -54,6 +54,8 @@ class CharLMConfig:
         output_dropout: dropout rate on h^L_t before the softmax (training only).
         recurrent_dropout: dropout rate on the cell candidate of every layer (training only).
         input_norm: "batch data normalization" of x_t (Table 2).
+      matmul_dtype: mixed precision: dtype name of the cells' matrix products ("bfloat16"), or
+        None for full precision (see ``nprnn.run_sequence``).
     """
 
     variant: str
@@ -65,6 +67,7 @@ class CharLMConfig:
     output_dropout: float = 0.0
     recurrent_dropout: float = 0.0
     input_norm: bool = False
+    matmul_dtype: str | None = None
 
 
 def init_charlm(key: jax.Array, config: CharLMConfig, **cell_options) -> tuple[Params, Params]:
@@ -190,6 +193,7 @@ def charlm_apply(
             key=keys[layer] if keys is not None else None,
             dropout_rate=config.recurrent_dropout,
             return_moments=want_moments,
+            matmul_dtype=config.matmul_dtype,
         )
         final.append(out[0])
         x = out[1]
