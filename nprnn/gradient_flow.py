@@ -86,6 +86,7 @@ __all__ = [
     "crossings",
     "critical_gammas",
     "plot_figure1",
+    "figure1_report",
 ]
 
 #: The quantities :func:`flow_metrics` returns for every grid point, besides ``var_c``.
@@ -181,11 +182,12 @@ def _inputs(config: FlowConfig):
     """Weights, inputs, random directions: the same for every grid point."""
     key_w, key_x, key_u, key_v = jax.random.split(jax.random.key(config.seed), 4)
     h, b = config.hidden_size, config.batch_size
-    base, _ = nprnn.init_params(key_w, input_size=h, hidden_size=h, variant="normprop")
-    xs = config.input_std * jax.random.normal(key_x, (config.burn_in + config.steps, b, h))
-    u = jax.random.normal(key_u, (b, h))
+    f32 = jnp.float32  # float32 whatever jax_enable_x64 says: the dtype users train in
+    base, _ = nprnn.init_params(key_w, input_size=h, hidden_size=h, variant="normprop", dtype=f32)
+    xs = config.input_std * jax.random.normal(key_x, (config.burn_in + config.steps, b, h), f32)
+    u = jax.random.normal(key_u, (b, h), f32)
     u = u / jnp.linalg.norm(u, axis=-1, keepdims=True)
-    v = jax.random.normal(key_v, (config.probes, b, h))
+    v = jax.random.normal(key_v, (config.probes, b, h), f32)
     return {"w_x": base["w_x"], "w_h": base["w_h"], "b": base["b"]}, xs, u, v
 
 
@@ -201,9 +203,9 @@ def _compiled(config: FlowConfig):
         gammas, variances = args
         params = dict(
             base,
-            gamma_x=jnp.full((4 * hsize,), gammas[0]),
-            gamma_h=jnp.full((4 * hsize,), gammas[1]),
-            gamma_c=jnp.full((hsize,), gammas[2]),
+            gamma_x=jnp.full((4 * hsize,), gammas[0], jnp.float32),
+            gamma_h=jnp.full((4 * hsize,), gammas[1], jnp.float32),
+            gamma_c=jnp.full((hsize,), gammas[2], jnp.float32),
         )
         consts = {"var_c": variances[0], "var_h": variances[1]}
 
@@ -214,7 +216,7 @@ def _compiled(config: FlowConfig):
             new, h = step(state, x)
             return new, (state, jnp.var(h))
 
-        state = nprnn.init_state(config.batch_size, hsize)
+        state = nprnn.init_state(config.batch_size, hsize, jnp.float32)
         state, _ = jax.lax.scan(lambda s, x: (step(s, x)[0], None), state, xs[: config.burn_in])
         window = xs[config.burn_in :]
         _, (prev, var_h) = jax.lax.scan(run, state, window)  # prev[t]: the state before step t
@@ -247,7 +249,7 @@ def _compiled(config: FlowConfig):
             norm = jnp.maximum(norm, _TINY)
             return (g.h / norm, g.c / norm, log_scale + jnp.log(norm[:, 0])), None
 
-        carry = (u, jnp.zeros_like(u), jnp.zeros(config.batch_size))
+        carry = (u, jnp.zeros_like(u), jnp.zeros(config.batch_size, jnp.float32))
         (gh, _, log_scale), _ = jax.lax.scan(back, carry, (prev, window), reverse=True)
         log_gh = log_scale + jnp.log(jnp.maximum(jnp.linalg.norm(gh, axis=-1), _TINY))
         return {
@@ -530,3 +532,87 @@ def plot_figure1(
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def _fmt_crossings(rows: list[tuple[float, float]]) -> str:
+    return ", ".join(f"{gx:.3g}->{'none' if math.isnan(gh) else f'{gh:.3g}'}" for gx, gh in rows)
+
+
+def figure1_report(
+    config: FlowConfig = FlowConfig(),
+    *,
+    num: int = 12,
+    low: float = 0.05,
+    high: float = 4.0,
+    gamma_cs: Sequence[float] = (0.1, 1.0),
+    out_dir: str | pathlib.Path | None = None,
+    vocab_size: int = 50,
+) -> str:
+    """Runs the Figure 1 study, writes its heatmaps and numbers, and returns a text summary.
+
+    The summary gives, for every gamma_c, where the one-step norm and the T-step growth cross 1
+    along gamma_h for each gamma_x of the grid; the measurements at the paper's gammas (PTB
+    (2, 2, 1), DRAW (0.5, 0.5, 0.5)) with ``config.input_std`` and with the char LM's input
+    scale ``1 / sqrt(vocab_size)`` (one-hot times an orthogonal matrix); and the
+    :func:`critical_gammas` triple at gamma_c = 1, gamma_x = 2.
+
+    Args:
+      config: the simulation.
+      num: points per axis.
+      low: smallest gamma.
+      high: largest gamma.
+      gamma_cs: panels.
+      out_dir: where to write ``figure1_<metric>.png`` and ``figure1.json``; None: nowhere.
+      vocab_size: V of the char-LM input scale compared with.
+
+    Returns:
+      The summary text.
+    """
+    import json
+    import time
+
+    start = time.perf_counter()
+    study = figure1_study(gamma_cs, num, low, high, config)
+    elapsed = time.perf_counter() - start
+    lines = [
+        f"Figure 1 study: normprop cell at initialization, H={config.hidden_size}, "
+        f"B={config.batch_size}, burn-in {config.burn_in}, T={config.steps}, "
+        f"input std {config.input_std:g}, {config.variance_method} variance constants; "
+        f"{num}x{num} grid of gamma_x, gamma_h in [{low:g}, {high:g}] for gamma_c in "
+        f"{tuple(float(g) for g in gamma_cs)} ({elapsed:.1f}s).",
+        "one-step norm = mean over examples and probe steps of ||dh_t/dh_{t-1}||_F / sqrt(H) "
+        "(RMS singular value); growth = per-step geometric mean of ||dL/dh_0|| over T steps.",
+    ]
+    for metric in ("one_step_rms", "one_step_spectral", "growth"):
+        for gc, rows in crossings(study, metric).items():
+            lines.append(
+                f"{metric} = 1 at gamma_c={gc:g}, gamma_x->gamma_h: {_fmt_crossings(rows)}"
+            )
+    points = np.array([[2.0, 2.0, 1.0], [0.5, 0.5, 0.5]])
+    names = ("PTB (2, 2, 1)", "DRAW (0.5, 0.5, 0.5)")
+    char_std = 1.0 / math.sqrt(vocab_size)
+    for std in (config.input_std, char_std):
+        cfg = dataclasses.replace(config, input_std=std)
+        out = flow_metrics(points, cfg)
+        for k, name in enumerate(names):
+            lines.append(
+                f"{name}, input std {std:.3g}: one-step {out['one_step_rms'][k]:.3f} "
+                f"(spectral {out['one_step_spectral'][k]:.3f}), growth/step "
+                f"{out['growth'][k]:.3f} (x{out['growth'][k] ** cfg.steps:.3g} over "
+                f"T={cfg.steps}), Var[h] {out['var_h'][k]:.3f}"
+            )
+    for std in (config.input_std, char_std):
+        crit = critical_gammas(1.0, gamma_x=2.0, config=dataclasses.replace(config, input_std=std))
+        lines.append(
+            f"critical gammas (gamma_c=1, gamma_x=2, input std {std:.3g}): "
+            f"(gamma_x, gamma_h, gamma_c) = ({crit.gamma_x:.3g}, {crit.gamma_h:.3g}, "
+            f"{crit.gamma_c:.3g}), growth/step {crit.growth:.3f}, Var[h] {crit.var_h:.3f}"
+        )
+    if out_dir is not None:
+        out_dir = pathlib.Path(out_dir)
+        for path in plot_figure1(study, out_dir):
+            lines.append(f"wrote {path}")
+        data = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in study.items()}
+        (out_dir / "figure1.json").write_text(json.dumps(data) + "\n")
+        lines.append(f"wrote {out_dir / 'figure1.json'}")
+    return "\n".join(lines)

@@ -130,9 +130,9 @@ def _char_task(config) -> Task:
     eval_loss = jax.jit(functools.partial(loss, key=None, training=False))
 
     @jax.jit
-    def stream_loss(params, consts, model_state, states, inputs, targets, mask):
+    def stream_loss(params, consts, model_state, states, t0, inputs, targets, mask):
         logits, states, _ = charlm.charlm_apply(
-            params, consts, model_state, inputs, states=states, training=False
+            params, consts, model_state, inputs, states=states, t0=t0, training=False
         )
         logp = jax.nn.log_softmax(logits.astype(jnp.float32))
         nll = -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
@@ -160,8 +160,9 @@ def _char_task(config) -> Task:
                         charlm.nprnn.init_state(x.shape[0], m.hidden_size)
                         for _ in range(m.num_layers)
                     ]
+                # The state is carried across chunks, so is the time index (batchnorm rows).
                 states, s, c = stream_loss(
-                    params, consts, model_state, states, *_as_time_major(x, y, mask)
+                    params, consts, model_state, states, i * d.seq_len, *_as_time_major(x, y, mask)
                 )
                 nll_sum += float(s)
                 count += float(c)

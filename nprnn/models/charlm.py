@@ -141,6 +141,7 @@ def charlm_apply(
     ids: jax.Array,
     *,
     states: list | None = None,
+    t0=0,
     training: bool = False,
     key: jax.Array | None = None,
 ):
@@ -152,6 +153,7 @@ def charlm_apply(
         ids: int [T, B] input symbols.
         states: optional list of L ``LSTMState`` to start from (zeros if None), for carrying the
             state across chunks of a long sequence.
+      t0: time index of ``ids[0]`` (batchnorm statistics rows) when continuing a sequence.
         training: dropout on, batch statistics for batchnorm and input normalization.
         key: PRNG key, needed in training when a dropout rate is positive.
 
@@ -190,6 +192,7 @@ def charlm_apply(
             variant=config.variant,
             training=training,
             bn_stats=bn,
+            t0=t0,
             key=keys[layer] if keys is not None else None,
             dropout_rate=config.recurrent_dropout,
             return_moments=want_moments,

@@ -1,0 +1,141 @@
+"""Evaluates trained runs and makes the paper's tables and figures.
+
+One run (newest checkpoint; writes RUN/eval_<split>_<protocol>.json for char LMs, RUN/eval_<split>
+.json otherwise; prints sampled text, or writes DRAW sample PNGs into RUN):
+
+    python eval.py --workdir=runs/ptb_np [--split=valid|test] [--protocol=windows|stream] \
+        [--max_batches=N]
+
+Tables 1-3 (Markdown, the paper's numbers beside ours; uses stored eval files, else evaluates):
+
+    python eval.py --table=1 --runs=runs/ptb_lstm,runs/ptb_np [--out=table1.md]
+    python eval.py --table=3 --runs_glob='runs/draw_*'
+
+Figures 2 and 3 (learning curves from metrics.jsonl) and Figure 1 (gradient flow at init):
+
+    python eval.py --figure=2 --runs=runs/ptb_lstm,runs/ptb_np --out=runs/figure2.png
+    python eval.py --figure=1 [--out_dir=runs/figure1] [--grid=12]
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+from absl import app, flags
+
+from nprnn import evaluation
+from nprnn.data import DataError
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A training run to evaluate.")
+_SPLIT = flags.DEFINE_enum("split", "valid", ["valid", "test"], "Split to evaluate.")
+_PROTOCOL = flags.DEFINE_enum(
+    "protocol",
+    "windows",
+    ["windows", "stream"],
+    "Char LMs: 'windows' (length-T windows from a fresh state, Table 1) or 'stream' (the whole "
+    "split with carried state, Table 2).",
+)
+_MAX_BATCHES = flags.DEFINE_integer("max_batches", 0, "At most this many batches (0: all).")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the samples.")
+_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 16, "DRAW: images to sample.")
+_TABLE = flags.DEFINE_enum("table", None, ["1", "2", "3"], "Assemble the paper's Table 1, 2 or 3.")
+_FIGURE = flags.DEFINE_enum("figure", None, ["1", "2", "3"], "Make the paper's Figure 1, 2 or 3.")
+_RUNS = flags.DEFINE_string("runs", None, "Comma-separated run directories (tables, figures).")
+_RUNS_GLOB = flags.DEFINE_string("runs_glob", None, "Glob of run directories (tables, figures).")
+_NO_EVAL = flags.DEFINE_bool(
+    "no_eval", False, "Tables: use stored numbers only, never evaluate a checkpoint."
+)
+_OUT = flags.DEFINE_string(
+    "out", None, "Figures 2/3: the PNG (default runs/figure<N>.png); tables: a Markdown file."
+)
+_OUT_DIR = flags.DEFINE_string("out_dir", "runs/figure1", "Figure 1: output directory.")
+_GRID = flags.DEFINE_integer("grid", 12, "Figure 1: points per gamma axis (log-spaced).")
+_GAMMA_RANGE = flags.DEFINE_list("gamma_range", ["0.05", "4"], "Figure 1: gamma axis limits.")
+_HIDDEN = flags.DEFINE_integer("hidden_size", 128, "Figure 1: H of the simulated cell.")
+_BATCH = flags.DEFINE_integer("batch_size", 32, "Figure 1: simulated sequences.")
+_STEPS = flags.DEFINE_integer("steps", 100, "Figure 1: T of the gradient-growth measurement.")
+_INPUT_STD = flags.DEFINE_float(
+    "input_std", 1.0, "Figure 1: std of the input components (1: the paper's assumption)."
+)
+
+
+def _run_one() -> None:
+    record = evaluation.evaluate_run(
+        _WORKDIR.value,
+        _SPLIT.value,
+        _PROTOCOL.value,
+        _MAX_BATCHES.value or None,
+        seed=_SEED.value,
+        num_samples=_NUM_SAMPLES.value,
+    )
+    where = f"{record['split']}" + (f" ({record['protocol']})" if record["protocol"] else "")
+    partial = f", first {record['max_batches']} batches" if record["max_batches"] else ""
+    shown = {k: v for k, v in record["metrics"].items() if k != "count"}
+    print(f"{record['task']} {record['variant']} step {record['step']}: {where}{partial}: {shown}")
+    if "sample" in record:
+        print("sample:\n" + record["sample"])
+    for path in record.get("images", []):
+        print(f"wrote {path}")
+    print(f"wrote {record['path']}")
+
+
+def _runs() -> list:
+    return evaluation.resolve_runs(_RUNS.value, _RUNS_GLOB.value)
+
+
+def _table() -> None:
+    text = evaluation.assemble_table(
+        int(_TABLE.value),
+        _runs(),
+        evaluate=not _NO_EVAL.value,
+        max_batches=_MAX_BATCHES.value or None,
+    )
+    print(text)
+    if _OUT.value:
+        pathlib.Path(_OUT.value).write_text(text)
+        print(f"wrote {_OUT.value}")
+
+
+def _figure1() -> None:
+    from nprnn import gradient_flow as gf
+
+    low, high = (float(v) for v in _GAMMA_RANGE.value)
+    config = gf.FlowConfig(
+        hidden_size=_HIDDEN.value,
+        batch_size=_BATCH.value,
+        steps=_STEPS.value,
+        input_std=_INPUT_STD.value,
+        seed=_SEED.value,
+    )
+    print(gf.figure1_report(config, num=_GRID.value, low=low, high=high, out_dir=_OUT_DIR.value))
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    modes = [m for m in (_WORKDIR.value, _TABLE.value, _FIGURE.value) if m]
+    if len(modes) != 1:
+        raise app.UsageError("give exactly one of --workdir, --table, --figure")
+    try:
+        if _WORKDIR.value:
+            _run_one()
+        elif _TABLE.value:
+            _table()
+        elif _FIGURE.value == "1":
+            _figure1()
+        else:
+            figure = int(_FIGURE.value)
+            out = _OUT.value or f"runs/figure{figure}.png"
+            title = {2: "Figure 2: char-level PTB", 3: "Figure 3: DRAW on binarized MNIST"}[figure]
+            path = evaluation.plot_learning_curves(
+                _runs(), out, metric="bpc" if figure == 2 else "nats", title=title
+            )
+            print(f"wrote {path}")
+    except (FileNotFoundError, ValueError, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    app.run(main)

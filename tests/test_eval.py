@@ -1,0 +1,300 @@
+"""Tests of nprnn.evaluation (tables, learning curves) and nprnn.gradient_flow (Figure 1).
+
+No training here: the runs are fake directories with the files a training run writes
+(config.json, metrics.jsonl) and the evaluation files eval.py writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nprnn import evaluation as ev
+from nprnn import gradient_flow as gf
+from nprnn.configs import base_config
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TINY = gf.FlowConfig(hidden_size=32, batch_size=8, burn_in=30, steps=30, probes=2)
+
+
+# ----------------------------------------------------------------------------------------------
+# Figure 1: gradient flow at initialization.
+
+
+@pytest.fixture(scope="module")
+def line_gamma_h():
+    """Metrics along gamma_h at gamma_x = 1, gamma_c = 1 (one compilation for the module)."""
+    gamma_h = np.array([0.125, 0.25, 0.5, 1.0, 2.0, 4.0])
+    gammas = np.stack([np.ones(6), gamma_h, np.ones(6)], axis=1)
+    return gamma_h, gf.flow_metrics(gammas, TINY)
+
+
+def test_flow_metrics_finite_and_positive(line_gamma_h):
+    _, out = line_gamma_h
+    assert set(out) == set(gf.METRICS) | {"var_c"}
+    for name, values in out.items():
+        assert values.shape == (6,), name
+        assert np.all(np.isfinite(values)) and np.all(values > 0), (name, values)
+
+
+def test_growth_increases_with_gamma_h(line_gamma_h):
+    """The known qualitative fact of section 4: more recurrence, more gradient through time."""
+    _, out = line_gamma_h
+    for name in ("growth", "growth_state", "one_step_rms"):
+        assert np.all(np.diff(out[name]) > 0), (name, out[name])
+        assert out[name][-1] > 1.2 * out[name][3], (name, out[name])
+    # Recurrence-dominated: gradients grow; input-dominated: they vanish.
+    assert out["growth"][-1] > 1.0 > out["growth"][0]
+
+
+def test_spectral_norm_between_rms_and_frobenius(line_gamma_h):
+    """RMS singular value <= largest singular value <= Frobenius norm = sqrt(H) * RMS."""
+    _, out = line_gamma_h
+    rms, spectral = out["one_step_rms"], out["one_step_spectral"]
+    assert np.all(spectral >= rms * (1 - 1e-4))
+    assert np.all(spectral <= rms * math.sqrt(TINY.hidden_size) * (1 + 1e-4))
+
+
+def test_paper_ptb_gammas_have_unit_variance_and_exploding_growth():
+    """At (2, 2, 1) the analytic constants give Var[h] ~ 1 and the gradient grows per step."""
+    cfg = gf.FlowConfig(hidden_size=64, batch_size=8, burn_in=50, steps=30, probes=1)
+    out = gf.flow_metrics(np.array([[2.0, 2.0, 1.0]]), cfg)
+    assert 0.8 < out["var_h"][0] < 1.25
+    assert out["growth"][0] > 1.05
+
+
+def test_flow_metrics_rejects_bad_input():
+    with pytest.raises(ValueError, match=r"\[G, 3\]"):
+        gf.flow_metrics(np.ones((2, 2)), TINY)
+    with pytest.raises(ValueError, match="positive"):
+        gf.flow_metrics(np.array([[1.0, 0.0, 1.0]]), TINY)
+    with pytest.raises(ValueError, match="probes"):
+        gf.flow_metrics(np.ones((1, 3)), gf.FlowConfig(steps=2, probes=3))
+
+
+def test_figure1_study_and_heatmaps(tmp_path):
+    study = gf.figure1_study((0.1, 1.0), num=3, low=0.25, high=4.0, config=TINY)
+    assert study["growth"].shape == (2, 3, 3)
+    np.testing.assert_allclose(study["gamma_x"], [0.25, 1.0, 4.0])
+    # Rows are gamma_h: growth increases down every column, for both gamma_c.
+    assert np.all(np.diff(study["growth"], axis=1) > 0)
+    rows = gf.crossings(study, "growth")
+    assert set(rows) == {0.1, 1.0} and len(rows[1.0]) == 3
+    paths = gf.plot_figure1(study, tmp_path, metrics=("growth", "var_h"))
+    assert [p.name for p in paths] == ["figure1_growth.png", "figure1_var_h.png"]
+    assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_critical_gammas_at_the_edge():
+    crit = gf.critical_gammas(1.0, gamma_x=1.0, low=0.1, high=4.0, num=7, config=TINY)
+    assert crit.bracketed
+    assert crit.gamma_x == 1.0 and crit.gamma_c == 1.0 and 0.1 < crit.gamma_h < 4.0
+    assert crit.gammas == (crit.gamma_x, crit.gamma_h, crit.gamma_c)
+    assert abs(math.log(crit.growth)) < 0.1  # growth near 1 at the interpolated crossing
+
+
+def test_log_crossing():
+    xs = np.array([1.0, 2.0, 4.0])
+    assert gf._log_crossing(xs, np.array([0.5, 2.0, 4.0])) == pytest.approx(math.sqrt(2.0))
+    assert gf._log_crossing(xs, np.array([2.0, 3.0, 4.0])) is None
+
+
+# ----------------------------------------------------------------------------------------------
+# Fake runs.
+
+
+def _run(root, name, *, task="ptb_char", variant="lstm", hidden=1000, s_per_epoch=100.0, **model):
+    """A run directory with config.json, a metrics.jsonl of 5 train lines and 2 valid lines."""
+    run = root / name
+    run.mkdir()
+    c = base_config()
+    c.task = task
+    c.model.variant = variant
+    c.model.hidden_size = hidden
+    c.data.batch_size = 32
+    for key, value in model.items():
+        c.model[key] = value
+    (run / "config.json").write_text(c.to_json_best_effort(indent=2))
+    metric = "bpc" if task == "ptb_char" else "nats"
+    lines = []
+    for k, step in enumerate((100, 200, 300, 400, 500)):
+        # The first line includes the jit compilation: ten times slower.
+        spe = s_per_epoch * (10.0 if k == 0 else 1.0 + 0.01 * k)
+        lines.append(
+            {"step": step, "split": "train", "loss": 1.0, metric: 3.0 - 0.1 * k,
+             "steps_per_s": 1000.0 / spe, "s_per_epoch": spe}
+        )  # fmt: skip
+    lines += [
+        {"step": 250, "split": "valid", metric: 2.5},
+        {"step": 500, "split": "valid", metric: 2.0},
+    ]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    return run
+
+
+def _eval_file(run, value, *, split="valid", protocol="windows", task="ptb_char", step=500, **kw):
+    metric = "bpc" if task == "ptb_char" else "nats"
+    record = {
+        "task": task,
+        "split": split,
+        "protocol": protocol,
+        "step": step,
+        "max_batches": None,
+        "metrics": {"loss": value, metric: value},
+        **kw,
+    }
+    (run / ev.eval_filename(task, split, protocol)).write_text(json.dumps(record))
+
+
+@pytest.fixture
+def ptb_runs(tmp_path):
+    lstm = _run(tmp_path, "lstm", variant="lstm", hidden=1000, s_per_epoch=100.0)
+    norm = _run(tmp_path, "np_small", variant="normprop", hidden=128, s_per_epoch=110.0)
+    ln = _run(tmp_path, "ln", variant="layernorm", hidden=1000, s_per_epoch=140.0, gamma_x=0.5)
+    _eval_file(lstm, 1.50)
+    _eval_file(norm, 1.60)
+    _eval_file(ln, 1.45, max_batches=None)
+    return lstm, norm, ln
+
+
+def test_median_s_per_epoch_ignores_the_compile_line(ptb_runs):
+    records = ev.read_metrics(ptb_runs[0])
+    assert ev.median_s_per_epoch(records) == pytest.approx(
+        100.0 * 1.03
+    )  # median of 101..104 and 1000
+    assert ev.median_s_per_epoch([{"split": "valid", "bpc": 1.0}]) is None
+
+
+def test_table1_rows_ratio_and_labels(ptb_runs):
+    lstm, norm, ln = ptb_runs
+    rows = ev.table_rows(1, [norm, lstm, ln])
+    assert [r.model for r in rows] == [
+        "Baseline",
+        "Weight Norm",
+        "Batch Norm",
+        "Layer Norm",
+        "Norm Prop",
+    ]
+    by = {r.model: r for r in rows}
+    assert by["Baseline"].ours == 1.50 and by["Baseline"].paper == 1.455
+    assert by["Baseline"].ratio == pytest.approx(1.0)
+    assert by["Norm Prop"].ratio == pytest.approx(1.10)
+    assert by["Layer Norm"].ratio == pytest.approx(1.40)
+    assert by["Norm Prop"].paper_ratio == 1.07 and by["Norm Prop"].paper_s_per_epoch == 413.0
+    assert by["Weight Norm"].ours is None and by["Weight Norm"].run == ""
+    # The small config is labelled as such; the paper-size run is not.
+    assert "small config (paper: H=1000)" in by["Norm Prop"].config
+    assert "H=128" in by["Norm Prop"].config and "500 updates" in by["Norm Prop"].config
+    assert "small config" not in by["Baseline"].config
+    assert "gammas (0.5, 1, 1)" in by["Layer Norm"].config
+
+
+def test_table1_markdown(ptb_runs):
+    text = ev.assemble_table(1, list(ptb_runs))
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    assert len(lines) == 2 + 5
+    norm = next(line for line in lines if line.startswith("| Norm Prop |"))
+    cells = [c.strip() for c in norm.strip("|").split("|")]
+    assert cells[2:] == ["1.422", "1.600", "413", "113.3", "1.07", "1.10"]
+    assert "small config" in cells[1] and "`np_small`" in cells[1]
+    assert "Laurent et al. (2017)" in text
+
+
+def test_table1_without_lstm_and_with_fallbacks(tmp_path):
+    fallback = _run(tmp_path, "np_noeval", variant="normprop", hidden=128)  # no eval file
+    partial = _run(tmp_path, "np_partial", variant="normprop", hidden=128)
+    _eval_file(partial, 1.7, max_batches=3)
+    rows = [r for r in ev.table_rows(1, [fallback, partial]) if r.variant]
+    assert [r.ours for r in rows] == [2.0, 1.7]  # the last validation line of metrics.jsonl
+    assert "training-time validation" in rows[0].note
+    assert "first 3 batches" in rows[1].note
+    assert all(r.ratio is None for r in rows)
+    assert "no lstm run" in ev.format_table(1, ev.table_rows(1, [partial]))
+
+
+def test_stale_eval_file_is_not_used_without_a_checkpoint_to_replace_it(tmp_path):
+    run = _run(tmp_path, "run", variant="lstm")
+    _eval_file(run, 1.9, step=100)
+    (run / "checkpoints" / "500").mkdir(parents=True)
+    assert ev.latest_checkpoint_step(run) == 500
+    # Without evaluation allowed the stored (older) record is used.
+    record = ev.stored_or_evaluate(run, "valid", "windows", evaluate=False)
+    assert record["step"] == 100
+
+
+def test_table2_and_table3(tmp_path):
+    np_run = _run(tmp_path, "np_drop", variant="normprop", hidden=1000)
+    _eval_file(np_run, 1.30, split="test", protocol="stream")
+    rows = ev.table_rows(2, [np_run])
+    assert len(rows) == 6
+    assert rows[-1].model == "Norm Prop LSTM" and rows[-1].ours == 1.30 and rows[-1].paper == 1.262
+    assert "not Table 2's regularization" in rows[-1].config
+
+    draw = _run(tmp_path, "draw_small", task="draw", variant="normprop", hidden=64, glimpses=16)
+    bn = _run(tmp_path, "draw_bn", task="draw", variant="batchnorm", hidden=256)
+    _eval_file(draw, 95.0, split="test", protocol=None, task="draw")
+    _eval_file(bn, 90.0, split="test", protocol=None, task="draw")
+    rows = ev.table_rows(3, [draw, bn])
+    by = {r.model: r for r in rows}
+    assert by["Norm Prop"].ours == 95.0 and by["Norm Prop"].paper == 81.17
+    assert "small config (paper: H=256)" in by["Norm Prop"].config
+    assert "T=16 (paper: 64)" in by["Norm Prop"].config
+    assert by["Batch Norm"].paper is None and by["Batch Norm"].ours == 90.0
+    assert "| 81.17 | 95.00 |" in ev.format_table(3, rows)
+    with pytest.raises(ValueError, match="Table 3 needs task 'draw'"):
+        ev.table_rows(3, [np_run])
+
+
+def test_eval_filenames():
+    assert ev.eval_filename("ptb_char", "valid", "windows") == "eval_valid_windows.json"
+    assert ev.eval_filename("text8", "test", "stream") == "eval_test_stream.json"
+    assert ev.eval_filename("draw", "test", "windows") == "eval_test.json"
+    with pytest.raises(ValueError, match="protocol"):
+        ev.eval_filename("ptb_char", "test", "full")
+
+
+def test_resolve_runs(ptb_runs, tmp_path):
+    runs = ev.resolve_runs(",".join(str(r) for r in ptb_runs[:2]), str(tmp_path / "*"))
+    assert runs[:2] == list(ptb_runs[:2]) and len(runs) == 3
+    with pytest.raises(FileNotFoundError):
+        ev.resolve_runs(str(tmp_path / "nope"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Figures and images.
+
+
+def test_learning_curves_png(ptb_runs, tmp_path):
+    out = ev.plot_learning_curves(list(ptb_runs), tmp_path / "fig" / "figure2.png")
+    assert out.exists() and out.stat().st_size > 5000
+    with pytest.raises(ValueError, match="nats"):
+        ev.plot_learning_curves(list(ptb_runs), tmp_path / "x.png", metric="nats")
+
+
+def test_draw_images(tmp_path):
+    canvases = np.random.default_rng(0).uniform(size=(5, 6, 784)).astype(np.float32)
+    paths = ev.save_draw_images(canvases, tmp_path)
+    assert [p.name for p in paths] == ["draw_samples.png", "draw_glimpses.png"]
+    assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_eval_main_table(ptb_runs, tmp_path):
+    out = tmp_path / "table1.md"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "eval.py"), "--table=1", "--no_eval", f"--out={out}",
+         "--runs=" + ",".join(str(r) for r in ptb_runs)],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "| Norm Prop |" in result.stdout and out.read_text().count("\n|") >= 6
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "eval.py"), "--table=1", "--figure=2"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert bad.returncode != 0 and "exactly one" in bad.stderr
