@@ -15,7 +15,6 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import nprnn
-from nprnn import configs as base
 from nprnn.data import DataError
 from nprnn.tasks import TASKS
 from nprnn.training import TrainingDiverged, train_and_evaluate
@@ -74,6 +73,11 @@ def validate(config) -> None:
     for name in ("input_dropout", "output_dropout", "recurrent_dropout"):
         if not 0.0 <= config.model[name] < 1.0:
             problems.append(f"config.model.{name}={config.model[name]!r} must be in [0, 1)")
+    if config.opt.unit_norm_projection and config.model.variant not in ("weightnorm", "normprop"):
+        problems.append(
+            "config.opt.unit_norm_projection=True needs variant weightnorm or normprop, got "
+            f"{config.model.variant!r}"
+        )
     if problems:
         raise app.UsageError("bad config:\n  " + "\n  ".join(problems))
 
@@ -90,10 +94,9 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config = _CONFIG.value
-    with config.unlocked():
-        if _DATA_DIR.value:
+    if _DATA_DIR.value:
+        with config.unlocked():
             config.data.dir = _DATA_DIR.value
-        base.set_variant_defaults(config)
     validate(config)
     if _DISTRIBUTED.value:
         import jax

@@ -50,7 +50,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.opt.b1 = 0.9
     c.opt.b2 = 0.999
     c.opt.eps = 1e-8
-    c.opt.unit_norm_projection = True  # weightnorm/normprop: project w to unit norm per update
+    # Project w_x, w_h to unit-norm columns after every update (the paper's section 3.3); None:
+    # on for weightnorm and normprop, off otherwise. Only those two variants allow it.
+    c.opt.unit_norm_projection = config_dict.placeholder(bool)
 
     c.train = ml_collections.ConfigDict()
     c.train.num_steps = 1000  # updates
@@ -63,7 +65,8 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
-def set_variant_defaults(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """Turns the unit-norm projection off for the variants that have no normalized weights."""
-    c.opt.unit_norm_projection = c.model.variant in ("weightnorm", "normprop")
-    return c
+def unit_norm_projection(c: ml_collections.ConfigDict) -> bool:
+    """Whether the run projects its weights to unit norm (``None`` resolved by the variant)."""
+    if c.opt.unit_norm_projection is None:
+        return c.model.variant in ("weightnorm", "normprop")
+    return bool(c.opt.unit_norm_projection)

@@ -5,7 +5,7 @@ writes into ``workdir``:
 
 * ``config.json``: the resolved config;
 * ``metrics.jsonl``: one JSON object per logging step (``step``, ``split``, ``loss``, ``bpc`` /
-  ``nats`` / ``accuracy``, ``learning_rate``, ``steps_per_s``, ``wall_s``, ...);
+  ``nats`` / ``accuracy``, ``grad_norm``, ``learning_rate``, ``steps_per_s``, ``s_per_epoch``);
 * ``checkpoints/<step>/``: orbax checkpoints of the whole training state (params, consts,
   model state with batch-norm statistics, optimizer state, step, PRNG key). The data position
   is the step: every batch is a pure function of ``(seed, step)``.
@@ -22,6 +22,7 @@ import json
 import math
 import os
 import pathlib
+import shutil
 import time
 from typing import Any
 
@@ -33,6 +34,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 import nprnn
+from nprnn.configs import unit_norm_projection
 from nprnn.tasks import build_task
 
 __all__ = ["train_and_evaluate", "make_optimizer", "TrainingDiverged"]
@@ -91,8 +93,12 @@ def _truncate_metrics(path: pathlib.Path, last_step: int) -> None:
     path.write_text("".join(line + "\n" for line in kept))
 
 
-def _restore_latest(manager: ocp.CheckpointManager, target: dict):
-    """Restores the newest readable checkpoint; returns (state, step) or (None, None)."""
+def _restore_latest(manager: ocp.CheckpointManager, target: dict, quarantine=None):
+    """Restores the newest readable checkpoint; returns (state, step) or (None, None).
+
+    With ``quarantine`` (a directory), unreadable checkpoints are moved there, so that the
+    resumed run can save those steps again.
+    """
     for step in sorted(manager.all_steps(), reverse=True):
         try:
             restored = manager.restore(step, args=ocp.args.StandardRestore(target))
@@ -105,6 +111,12 @@ def _restore_latest(manager: ocp.CheckpointManager, target: dict):
                 str(err).splitlines()[0] if str(err) else "",
             )
             print(f"warning: checkpoint at step {step} is unreadable; using an older one")
+            if quarantine is not None:
+                quarantine.mkdir(parents=True, exist_ok=True)
+                dest = quarantine / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+                shutil.move(str(pathlib.Path(manager.directory) / str(step)), dest)
+                manager.reload()
+                print(f"moved the unreadable checkpoint to {dest}")
             continue
         return restored, step
     return None, None
@@ -133,7 +145,8 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict:
     root = jax.random.key(config.seed)
     init_key, train_key = jax.random.split(root)
     params, consts, model_state = task.init(init_key)
-    if config.opt.unit_norm_projection:
+    project = unit_norm_projection(config)
+    if project:
         params = _project_cells(params)
     state = {
         "params": params,
@@ -148,7 +161,9 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict:
         (workdir / "checkpoints").absolute(),
         options=ocp.CheckpointManagerOptions(max_to_keep=config.train.keep_checkpoints),
     )
-    restored, restored_step = _restore_latest(manager, state)
+    restored, restored_step = _restore_latest(
+        manager, state, quarantine=workdir / "unreadable_checkpoints"
+    )
     if restored is not None:
         state = restored
         logging.info("resumed from the checkpoint at step %d", restored_step)
@@ -156,8 +171,6 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict:
         _truncate_metrics(metrics_path, restored_step)
     elif metrics_path.exists():
         metrics_path.unlink()
-
-    project = bool(config.opt.unit_norm_projection)
 
     def train_step(state, batch):
         key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
@@ -177,7 +190,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict:
             model_state=task.update_state(state["model_state"], aux["moments"]),
             step=state["step"] + 1,
         )
-        return new_state, {"loss": loss, "grad_norm": optax.global_norm(grads)}
+        return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
     train_step = jax.jit(train_step, donate_argnums=0)
     shard_batch, state = _data_parallel(config, task, state)
@@ -191,13 +204,15 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict:
     for step in range(start, tc.num_steps):
         batch = shard_batch(task.train_batch(step))
         state, out = train_step(state, batch)
-        loss = float(out["loss"])
-        if not math.isfinite(loss):
+        loss, grad_norm = float(out["loss"]), float(out["grad_norm"])
+        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
             manager.wait_until_finished()
             good = manager.latest_step()
+            what = "loss" if not math.isfinite(loss) else "gradient norm"
             raise TrainingDiverged(
-                f"the training loss is {loss} at step {step + 1}; stopping. The last good "
-                f"checkpoint (step {good}) is kept in {workdir / 'checkpoints'}."
+                f"the training {what} is {loss if what == 'loss' else grad_norm} at step "
+                f"{step + 1}; stopping. The last good checkpoint (step {good}) is kept in "
+                f"{workdir / 'checkpoints'}."
             )
         steps_since += 1
         done = step + 1
@@ -210,7 +225,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict:
                 "step": done,
                 "split": "train",
                 "loss": loss,
-                "grad_norm": float(out["grad_norm"]),
+                "grad_norm": grad_norm,
                 "learning_rate": float(schedule(done - 1)),
                 "steps_per_s": rate,
                 "s_per_epoch": task.steps_per_epoch / rate,

@@ -1,0 +1,425 @@
+"""Tests of the training loop (nprnn.training) and of train.py on tiny configs and fake PTB files.
+
+Every run here is configs/ptb_char_small.py shrunk to 8 units, batch 4 and length-10 windows
+(tests/fake_data.py). No test touches the network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from fake_data import REPO, TINY_FLAGS, tiny_ptb_config, write_fake_ptb
+
+import nprnn
+from nprnn import configs as base
+from nprnn import training
+from nprnn.data import load_ptb_chars, text
+from nprnn.tasks import build_task
+
+TIMING_KEYS = {"steps_per_s", "s_per_epoch"}
+TRAIN_KEYS = {"step", "split", "loss", "bpc", "grad_norm", "learning_rate"} | TIMING_KEYS
+VALID_KEYS = {"step", "split", "loss", "bpc", "count"}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_fake_ptb(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def run(data_dir, tmp_path_factory):
+    """A finished 12-update normprop run: (config, workdir, returned metrics)."""
+    config = tiny_ptb_config(data_dir)
+    workdir = tmp_path_factory.mktemp("run")
+    metrics = training.train_and_evaluate(config, workdir)
+    return config, workdir, metrics
+
+
+def read_metrics(workdir) -> list[dict]:
+    return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+def checkpoint_steps(workdir) -> list[int]:
+    """Steps of the finalized checkpoints (orbax renames a finished temporary directory)."""
+    root = workdir / "checkpoints"
+    if not root.exists():
+        return []
+    return sorted(int(p.name) for p in root.iterdir() if p.name.isdigit())
+
+
+def without_timing(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
+
+
+def assert_trees_equal(a, b):
+    """Same structure and bitwise-equal leaves (PRNG keys compared through their data)."""
+    paths_a, tree_a = jax.tree_util.tree_flatten_with_path(a)
+    leaves_b, tree_b = jax.tree_util.tree_flatten(b)
+    assert tree_a == tree_b
+    for (path, x), y in zip(paths_a, leaves_b, strict=True):
+        assert np.array_equal(np.asarray(x), np.asarray(y)), jax.tree_util.keystr(path)
+
+
+def corrupt_checkpoint(workdir, step: int, how: str) -> None:
+    files = [p for p in (workdir / "checkpoints" / str(step)).rglob("*") if p.is_file()]
+    assert files
+    for path in files:
+        path.write_bytes(b"" if how == "truncate" else b"\xffgarbage\x00" * 7)
+
+
+# ---------------------------------------------------------------------------------------------
+# A whole run in process.
+
+
+def test_train_then_evaluate_round_trip(run):
+    config, workdir, returned = run
+    assert json.loads((workdir / "config.json").read_text()) == json.loads(config.to_json())
+    assert checkpoint_steps(workdir) == [4, 8, 12]  # every 4 updates, keep_checkpoints=3
+
+    records = read_metrics(workdir)
+    train = [r for r in records if r["split"] == "train"]
+    valid = [r for r in records if r["split"] == "valid"]
+    assert [r["step"] for r in train] == [4, 8, 12]
+    assert [r["step"] for r in valid] == [6, 12]
+    for r in train:
+        assert set(r) == TRAIN_KEYS
+        assert r["bpc"] == pytest.approx(r["loss"] / np.log(2.0))
+        # The rate of update number `step` (0-based count step - 1).
+        assert r["learning_rate"] == pytest.approx(2e-3 * (1 - 1e-3) ** (r["step"] - 1))
+        assert all(np.isfinite(r[k]) for k in TRAIN_KEYS - {"split"})
+    for r in valid:
+        assert set(r) == VALID_KEYS
+        assert r["count"] == 2 * 4 * 10  # eval_batches windows of eval_batch_size x seq_len
+    assert returned == {k: v for k, v in valid[-1].items() if k not in ("step", "split")}
+
+    loaded_config, task, state, step = training.load_run(workdir)
+    assert step == 12 and int(state["step"]) == 12
+    assert loaded_config.to_dict() == config.to_dict()
+    again = task.evaluate(
+        state["params"], state["consts"], state["model_state"], "valid", max_batches=2
+    )
+    assert again["count"] == returned["count"]
+    assert again["bpc"] == pytest.approx(returned["bpc"], rel=1e-6)
+    assert not nprnn.tasks.tree_has_nonfinite(state["params"])
+    full = task.evaluate(state["params"], state["consts"], state["model_state"], "test")
+    test_split = load_ptb_chars(config.data.dir, verify=False).test
+    assert np.isfinite(full["bpc"]) and full["count"] == len(test_split) - 1
+
+
+def test_unit_norm_projection_after_updates(run, data_dir, tmp_path):
+    _, workdir, _ = run
+    _, _, state, _ = training.load_run(workdir)
+    layer = state["params"]["layers"][0]
+    for name in ("w_x", "w_h"):
+        norms = np.linalg.norm(np.asarray(layer[name]), axis=0)
+        np.testing.assert_allclose(norms, 1.0, rtol=0, atol=1e-5, err_msg=name)
+
+    config = tiny_ptb_config(
+        data_dir, variant="lstm", num_steps=4, checkpoint_every=4, eval_every=4
+    )
+    assert not config.opt.unit_norm_projection
+    training.train_and_evaluate(config, tmp_path)
+    _, _, state, _ = training.load_run(tmp_path)
+    for name in ("w_x", "w_h"):
+        norms = np.linalg.norm(np.asarray(state["params"]["layers"][0][name]), axis=0)
+        assert np.max(np.abs(norms - 1.0)) > 1e-4, name  # orthonormal at init, then trained
+
+
+# ---------------------------------------------------------------------------------------------
+# Divergence: a wrapped task whose loss or gradients become NaN at a given update.
+
+
+def poisoned_build_task(*, nan_loss_from=None, nan_grads_at=None):
+    """A build_task whose task counts its updates in the model state and then misbehaves.
+
+    ``nan_loss_from=k``: the loss is NaN from the update of 0-based step k on (gradients stay
+    finite). ``nan_grads_at=k``: at step k the gradients are NaN while the loss stays finite.
+    """
+
+    def build(config):
+        task = build_task(config)
+
+        def init(key):
+            params, consts, model_state = task.init(key)
+            return params, consts, {"inner": model_state, "updates": jnp.zeros((), jnp.int32)}
+
+        def loss(params, consts, model_state, batch, key, training):
+            value, aux = task.loss(params, consts, model_state["inner"], batch, key, training)
+            n = model_state["updates"]
+            if nan_loss_from is not None:
+                value = jnp.where(n >= nan_loss_from, jnp.nan, value)
+            if nan_grads_at is not None:
+                # d/db sqrt(0 * b + 0) = 0 / 0: NaN gradients, and a term whose value cancels.
+                term = jnp.sum(jnp.sqrt(0.0 * params["head"]["b"] + (n != nan_grads_at)))
+                value = value + (term - jax.lax.stop_gradient(term))
+            return value, aux
+
+        def update_state(model_state, moments):
+            return {
+                "inner": task.update_state(model_state["inner"], moments),
+                "updates": model_state["updates"] + 1,
+            }
+
+        def evaluate(params, consts, model_state, *args, **kwargs):
+            return task.evaluate(params, consts, model_state["inner"], *args, **kwargs)
+
+        return dataclasses.replace(
+            task, init=init, loss=loss, update_state=update_state, evaluate=evaluate
+        )
+
+    return build
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(monkeypatch, data_dir, tmp_path):
+    monkeypatch.setattr(training, "build_task", poisoned_build_task(nan_loss_from=5))
+    config = tiny_ptb_config(data_dir)
+    with pytest.raises(training.TrainingDiverged) as info:
+        training.train_and_evaluate(config, tmp_path)
+    message = str(info.value)
+    assert "nan" in message.lower()
+    assert "step 6" in message  # the 6th update's loss
+    assert "step 4" in message and str(tmp_path / "checkpoints") in message
+    assert checkpoint_steps(tmp_path) == [4]
+    assert max(r["step"] for r in read_metrics(tmp_path)) == 4
+
+    _, _, state, step = training.load_run(tmp_path)
+    assert step == 4 and int(state["model_state"]["updates"]) == 4
+    assert not nprnn.tasks.tree_has_nonfinite(state)
+
+
+def test_nan_gradients_are_not_saved(monkeypatch, data_dir, tmp_path):
+    monkeypatch.setattr(training, "build_task", poisoned_build_task(nan_grads_at=7))
+    config = tiny_ptb_config(data_dir)
+    with pytest.raises(FloatingPointError):  # TrainingDiverged, or any report of the NaN
+        training.train_and_evaluate(config, tmp_path)
+    _, _, state, step = training.load_run(tmp_path)
+    assert not nprnn.tasks.tree_has_nonfinite(state["params"]), f"NaN params at step {step}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Unreadable checkpoints.
+
+
+@pytest.mark.parametrize("how", ["truncate", "garbage"])
+def test_corrupt_newest_checkpoint_falls_back(run, tmp_path, capsys, how):
+    _, finished, _ = run
+    workdir = tmp_path / "run"
+    shutil.copytree(finished, workdir)
+    corrupt_checkpoint(workdir, 12, how)
+    capsys.readouterr()
+    _, _, state, step = training.load_run(workdir)
+    assert step == 8 and int(state["step"]) == 8
+    out = capsys.readouterr().out
+    assert "checkpoint at step 12 is unreadable" in out
+
+
+def test_resume_past_corrupt_checkpoint_saves_final_state(run, tmp_path):
+    config, finished, _ = run
+    workdir = tmp_path / "run"
+    shutil.copytree(finished, workdir)
+    corrupt_checkpoint(workdir, 12, "truncate")
+    training.train_and_evaluate(config, workdir)  # resumes from step 8
+    _, _, resumed, step = training.load_run(workdir)
+    _, _, uninterrupted, _ = training.load_run(finished)
+    assert step == 12
+    assert_trees_equal(resumed["params"], uninterrupted["params"])
+
+
+# ---------------------------------------------------------------------------------------------
+# make_optimizer.
+
+
+@pytest.mark.parametrize("decay_every", ["update", "epoch"])
+@pytest.mark.parametrize("clip_norm", [0.0, 1.0])
+def test_learning_rate_schedule(decay_every, clip_norm):
+    opt = base.base_config().opt
+    opt.learning_rate, opt.decay, opt.decay_every, opt.clip_norm = 0.1, 0.2, decay_every, clip_norm
+    opt.eps = 1e-12
+    steps_per_epoch = 5
+    tx, schedule = training.make_optimizer(opt, steps_per_epoch)
+    period = 1 if decay_every == "update" else steps_per_epoch
+    expected = [0.1 * 0.8 ** (k / period) for k in range(12)]
+    np.testing.assert_allclose([schedule(k) for k in range(12)], expected, rtol=1e-6)
+
+    # A constant gradient: Adam's bias-corrected m / sqrt(v) is sign(g), so each update is the
+    # rate of its update count (the clipped gradient is constant too). rtol: the float32 bias
+    # correction 1 - b2**t loses digits for small t.
+    params = {"w": jnp.zeros(3)}
+    grads = {"w": jnp.asarray([0.3, -0.2, 0.1])}
+    state = tx.init(params)
+    for k in range(12):
+        updates, state = tx.update(grads, state, params)
+        np.testing.assert_allclose(
+            updates["w"], -expected[k] * np.sign(grads["w"]), rtol=1e-4, err_msg=f"update {k}"
+        )
+
+
+def test_make_optimizer_rejects_bad_values():
+    opt = base.base_config().opt
+    opt.decay_every = "batch"
+    with pytest.raises(ValueError, match="decay_every"):
+        training.make_optimizer(opt, 10)
+    opt.decay_every, opt.decay = "update", 1.0
+    with pytest.raises(ValueError, match="decay"):
+        training.make_optimizer(opt, 10)
+
+
+# ---------------------------------------------------------------------------------------------
+# train.py in subprocesses.
+
+TRAIN_FLAGS = (
+    "--config=configs/ptb_char_small.py",
+    *TINY_FLAGS,
+    "--config.train.num_steps=1000",
+    "--config.train.log_every=25",
+    "--config.train.eval_every=250",
+    "--config.train.checkpoint_every=50",
+)
+
+
+def start_train(workdir, data_dir, *flags, log=None):
+    command = [sys.executable, "train.py", f"--workdir={workdir}", f"--data_dir={data_dir}"]
+    log = open(log or f"{workdir}.log", "w")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(
+        [*command, *flags], cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True
+    )
+    proc.log = log
+    return proc
+
+
+def finish(proc, timeout=300) -> str:
+    proc.wait(timeout=timeout)
+    proc.log.close()
+    output = open(proc.log.name).read()
+    assert proc.returncode == 0, output[-3000:]
+    return output
+
+
+@pytest.fixture(scope="module")
+def killed_and_resumed(data_dir, tmp_path_factory):
+    """Three runs of one train.py command: one killed (SIGKILL) then rerun, two uninterrupted.
+
+    Returns:
+      ``{"resumed", "reference", "repeat"}`` workdirs, and ``"killed_at"`` (the newest
+      checkpoint when the first run was killed) and ``"output"`` (of the resumed run).
+    """
+    root = tmp_path_factory.mktemp("train_py")
+    dirs = {name: root / name for name in ("resumed", "reference", "repeat")}
+    reference = start_train(dirs["reference"], data_dir, *TRAIN_FLAGS)
+    victim = start_train(dirs["resumed"], data_dir, *TRAIN_FLAGS, log=root / "killed.log")
+    deadline = time.monotonic() + 300
+    while not checkpoint_steps(dirs["resumed"]):
+        assert victim.poll() is None, open(victim.log.name).read()[-3000:]
+        assert time.monotonic() < deadline, "no checkpoint after 300 s"
+        time.sleep(0.005)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    victim.log.close()
+    assert victim.returncode == -signal.SIGKILL
+    killed_at = checkpoint_steps(dirs["resumed"])[-1]
+    assert killed_at < 1000, "the run ended before it was killed"
+
+    resumed = start_train(dirs["resumed"], data_dir, *TRAIN_FLAGS)
+    repeat = start_train(dirs["repeat"], data_dir, *TRAIN_FLAGS)
+    output = finish(resumed)
+    finish(reference)
+    finish(repeat)
+    return {**dirs, "killed_at": killed_at, "output": output}
+
+
+def test_resume_after_sigkill_is_bitwise_exact(killed_and_resumed):
+    runs = killed_and_resumed
+    assert f"resumed from step {runs['killed_at']}" in runs["output"]
+    _, _, resumed, step = training.load_run(runs["resumed"])
+    _, _, reference, _ = training.load_run(runs["reference"])
+    assert step == 1000 and int(resumed["step"]) == 1000
+    assert_trees_equal(resumed, reference)  # params, optimizer and model state, step, PRNG
+
+    records = read_metrics(runs["resumed"])
+    keys = [(r["step"], r["split"]) for r in records]
+    assert len(keys) == len(set(keys)), "duplicated metric lines after the resume"
+    assert without_timing(records) == without_timing(read_metrics(runs["reference"]))
+
+
+def test_same_seed_same_metrics(killed_and_resumed):
+    first = read_metrics(killed_and_resumed["reference"])
+    second = read_metrics(killed_and_resumed["repeat"])
+    assert len(first) == 1000 // 25 + 1000 // 250
+    assert without_timing(first) == without_timing(second)
+    _, _, a, _ = training.load_run(killed_and_resumed["reference"])
+    _, _, b, _ = training.load_run(killed_and_resumed["repeat"])
+    assert_trees_equal(a["params"], b["params"])
+
+
+def test_train_py_bad_config_stops_before_any_work(data_dir, tmp_path):
+    workdir = tmp_path / "run"
+    out = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "--config=configs/ptb_char_small.py",
+            f"--workdir={workdir}",
+            f"--data_dir={data_dir}",
+            *TINY_FLAGS,
+            "--config.model.variant=bogus",
+            "--config.data.batch_size=0",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode != 0
+    assert "config.model.variant='bogus'" in out.stderr
+    assert "lstm" in out.stderr and "normprop" in out.stderr  # the valid variants
+    assert "config.data.batch_size=0" in out.stderr
+    assert not workdir.exists()
+
+
+@pytest.fixture(scope="module")
+def missing_data_run(tmp_path_factory):
+    """train.py on an empty data directory, asking for no unit-norm projection."""
+    root = tmp_path_factory.mktemp("missing")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "--config=configs/ptb_char_small.py",
+            f"--workdir={root / 'run'}",
+            f"--data_dir={root / 'data'}",
+            *TINY_FLAGS,
+            "--config.opt.unit_norm_projection=False",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return root, out
+
+
+def test_train_py_missing_data(missing_data_run):
+    root, out = missing_data_run
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "ptb.char.train.txt" in out.stderr and "ptb.train.txt" in out.stderr
+    assert str(root / "data" / "ptb" / "ptb.char.train.txt") in out.stderr
+    assert text.PTB_URL in out.stderr and "--data_dir" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_train_py_keeps_explicit_projection_flag(missing_data_run):
+    root, _ = missing_data_run
+    config = json.loads((root / "run" / "config.json").read_text())
+    assert config["model"]["variant"] == "normprop"
+    assert config["opt"]["unit_norm_projection"] is False
