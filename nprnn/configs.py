@@ -30,6 +30,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.gamma_h = config_dict.placeholder(float)
     c.model.gamma_c = config_dict.placeholder(float)
     c.model.variance_method = "analytic"  # normprop: "analytic" (paper) or "simulated"
+    # normprop: "default" (the gammas above / the paper's) or "critical": gamma_h chosen at the
+    # edge of stability for the given gamma_x, gamma_c (nprnn.gradient_flow.critical_gammas).
+    c.model.gamma_init = "default"
     c.model.forget_bias = 0.0  # initial forget-gate bias
     c.model.bn_momentum = 0.99  # batchnorm population statistics: EMA weight of the old value
     c.model.input_dropout = 0.0  # char LM: dropout rate on the inputs

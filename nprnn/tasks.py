@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nprnn import data as nd
+from nprnn.initializers import DEFAULT_GAMMAS
 from nprnn.models import charlm, draw, seqmnist
 
 TASKS = ("ptb_char", "text8", "draw", "seqmnist")
@@ -48,7 +49,14 @@ class Task:
     sample: Callable | None = None
 
 
-def _cell_options(model) -> dict:
+def _cell_options(model, input_std: float = 1.0) -> dict:
+    """Keyword arguments of ``nprnn.init_params`` from the model config.
+
+    With ``model.gamma_init="critical"`` (normprop), gamma_h is chosen at the edge of stability
+    (:func:`nprnn.gradient_flow.critical_gammas`: the per-step growth of the back-propagated
+    gradient closest to 1, with gamma_x and gamma_c as configured), for inputs whose normalized
+    projections have standard deviation ``input_std``.
+    """
     opts = {}
     for name in ("gamma_x", "gamma_h", "gamma_c"):
         value = model.get(name)
@@ -56,6 +64,28 @@ def _cell_options(model) -> dict:
             opts[name] = float(value)
     opts["variance_method"] = model.get("variance_method", "analytic")
     opts["forget_bias"] = float(model.get("forget_bias", 0.0))
+    gamma_init = model.get("gamma_init", "default")
+    if gamma_init == "critical":
+        if model.variant != "normprop":
+            raise ValueError("model.gamma_init='critical' is for variant 'normprop' only")
+        from nprnn import gradient_flow
+
+        default_x, _, default_c = DEFAULT_GAMMAS["normprop"]
+        found = gradient_flow.critical_gammas(
+            opts.get("gamma_c", default_c),
+            gamma_x=opts.get("gamma_x", default_x),
+            config=gradient_flow.FlowConfig(
+                input_std=input_std, variance_method=opts["variance_method"]
+            ),
+        )
+        opts["gamma_x"], opts["gamma_h"], opts["gamma_c"] = found.gammas
+        print(
+            f"critical gammas (x, h, c) = ({found.gamma_x:.3f}, {found.gamma_h:.3f}, "
+            f"{found.gamma_c:.3f}): gradient growth {found.growth:.3f} per step, "
+            f"Var[h] {found.var_h:.3f}"
+        )
+    elif gamma_init != "default":
+        raise ValueError(f"model.gamma_init must be 'default' or 'critical', got {gamma_init!r}")
     return opts
 
 
@@ -104,8 +134,11 @@ def _char_task(config) -> Task:
         matmul_dtype=m.get("matmul_dtype") or None,
     )
 
+    # x_t is a row of an orthogonal [V, V] matrix: its normalized projections have std 1/sqrt(V).
+    cell_options = _cell_options(m, input_std=1.0 / math.sqrt(len(corpus.vocab)))
+
     def init(key):
-        params, consts = charlm.init_charlm(key, model_config, **_cell_options(m))
+        params, consts = charlm.init_charlm(key, model_config, **cell_options)
         return params, consts, charlm.init_charlm_state(consts, d.batch_size)
 
     def train_batch(step):
