@@ -65,9 +65,9 @@ def _cell_options(model, input_std: float = 1.0) -> dict:
     opts["variance_method"] = model.get("variance_method", "analytic")
     opts["forget_bias"] = float(model.get("forget_bias", 0.0))
     gamma_init = model.get("gamma_init", "default")
-    if gamma_init == "critical":
-        if model.variant != "normprop":
-            raise ValueError("model.gamma_init='critical' is for variant 'normprop' only")
+    if gamma_init == "critical" and model.variant != "normprop":
+        print(f"gamma_init='critical' applies to normprop only; {model.variant} keeps its gammas")
+    elif gamma_init == "critical":
         from nprnn import gradient_flow
 
         default_x, _, default_c = DEFAULT_GAMMAS["normprop"]
