@@ -381,14 +381,16 @@ def run_sequence(
     return_moments: bool = False,
     fused_backward: bool = True,
     matmul_dtype=None,
+    hoist_input: bool | None = None,
 ):
     """Runs an LSTM layer over a time-major sequence with ``jax.lax.scan``.
 
     Equivalent to a Python loop of :func:`lstm_step` over ``t = t0, t0 + 1, ...`` (with the step
     keys ``jax.random.split(key, T)``), but the work that does not depend on the time step is done
-    once, before the scan: the weight normalization (weightnorm, normprop), the input projection
-    ``xs @ W_x`` of all T steps as one matrix product, and its normalization (layernorm,
-    batchnorm).
+    once, before the scan: the weight normalization (weightnorm, normprop) and, where it pays
+    (``hoist_input``), the input projection ``xs @ W_x`` of all T steps as one matrix product and
+    its normalization (layernorm, batchnorm). Differentiation uses a hand-written backward pass
+    that computes the weight gradients as one product each (``fused_backward``).
 
     Args:
         params: trainable parameters from :func:`nprnn.init_params`.
@@ -413,6 +415,12 @@ def run_sequence(
             as fused LSTM kernels do. ``False``: plain autodiff of ``lax.scan``, the reference.
             Same numbers up to float rounding.
         matmul_dtype: mixed precision, as in :func:`lstm_step`.
+        hoist_input: compute the input projection ``xs @ W_x`` of all steps (and its
+            normalization) as one product before the scan (``True``), or ``x_t @ W_x`` inside
+            the loop (``False``). ``None``: inside the loop on CPU, where we measured scanning
+            over the [T, B, 4H] projection to be up to 2x slower than projecting in the loop
+            (``benchmarks/scan_input_projection.py``), hoisted elsewhere. Same numbers up to
+            float rounding; the weight normalization is always done once, before the scan.
 
     Returns:
         ``(state, hs)``: the final ``LSTMState`` and the outputs ``hs`` [T, B, H]. With
@@ -454,10 +462,17 @@ def run_sequence(
         )
     p = _prepare(params, consts, variant, matmul_dtype)
     ts = t0 + jnp.arange(steps)
-    norm_x = jax.vmap(
-        lambda xw, t: _input_preact(p, xw, t, variant=variant, training=training, bn_stats=bn_stats)
-    )
-    zxs, x_moments = norm_x(_matmul(xs, p["w_x"]), ts)
+    if hoist_input is None:
+        hoist_input = jax.default_backend() != "cpu"
+    if hoist_input:
+        norm_x = jax.vmap(
+            lambda xw, t: _input_preact(
+                p, xw, t, variant=variant, training=training, bn_stats=bn_stats
+            )
+        )
+        seq, x_moments = norm_x(_matmul(xs, p["w_x"]), ts)
+    else:
+        seq, x_moments = xs, None
     state = LSTMState(*state)
     masks = None
     if training and dropout_rate > 0.0:
@@ -467,32 +482,40 @@ def run_sequence(
     valid = None
     if seq_lengths is not None:
         valid = jnp.arange(steps).reshape((steps,) + (1,) * len(xs.shape[1:-1])) < seq_lengths
+    project = not hoist_input
     if fused_backward:
-        small = {k: p[k] for k in _fused.SMALL_PARAMS[variant]}
+        names = _fused.SMALL_PARAMS[variant] + (_fused.INPUT_PARAMS[variant] if project else ())
+        small = {k: p[k] for k in names}
         h, c, hs, moments = _fused.fused_scan(
-            variant, training, p["w_h"], small, bn_stats, state.h, state.c, zxs, ts, masks, valid
+            variant,
+            training,
+            project,
+            p["w_x"],
+            p["w_h"],
+            small,
+            bn_stats,
+            state.h,
+            state.c,
+            seq,
+            ts,
+            masks,
+            valid,
         )
         state = LSTMState(h=h, c=c)
     else:
 
         def body(state, inputs):
-            zx, t, mask, ok = inputs
+            v, t, mask, ok = inputs
+            u = _matmul(v, p["w_x"]) if project else v
+            hw = _matmul(state.h, p["w_h"])
             h, c, out, moments = _fused._step(
-                variant,
-                training,
-                p,
-                bn_stats,
-                state.h,
-                state.c,
-                _matmul(state.h, p["w_h"]),
-                zx,
-                t,
-                mask,
-                ok,
+                variant, training, project, p, bn_stats, state.h, state.c, hw, u, t, mask, ok
             )
             return LSTMState(h=h, c=c), (out, moments)
 
-        state, (hs, moments) = jax.lax.scan(body, state, (zxs, ts, masks, valid), unroll=unroll)
+        state, (hs, moments) = jax.lax.scan(body, state, (seq, ts, masks, valid), unroll=unroll)
+    if project:
+        x_moments = moments.pop("x", None)
     if return_moments:
         return state, hs, {"x": x_moments, **moments}
     return state, hs
