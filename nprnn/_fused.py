@@ -125,25 +125,26 @@ def _bwd(variant, training, project, residuals, cotangents):
     w_h_t = w_h.T
 
     def body(carry, inputs):
-        dh, dc, dsmall = carry
+        dh, dc, dsmall, dbn = carry
         h_prev, c_prev, hw, u, t, mask, ok, dh_out = inputs
 
-        def step(small, h_prev, c_prev, hw, u):
+        def step(small, bn_stats, h_prev, c_prev, hw, u):
             h, c, out, _ = _step(
                 variant, training, project, small, bn_stats, h_prev, c_prev, hw, u, t, mask, ok
             )
             return h, c, out
 
-        _, vjp = jax.vjp(step, small, h_prev, c_prev, hw, u)
-        ds, dh_direct, dc_prev, dhw, du = vjp((dh, dc, dh_out))
+        _, vjp = jax.vjp(step, small, bn_stats, h_prev, c_prev, hw, u)
+        ds, dstats, dh_direct, dc_prev, dhw, du = vjp((dh, dc, dh_out))
         dh_prev = dh_direct + _matmul(dhw, w_h_t)
         dsmall = jax.tree.map(jnp.add, dsmall, ds)
-        return (dh_prev, dc_prev, dsmall), (dhw, du)
+        dbn = jax.tree.map(jnp.add, dbn, dstats)  # population statistics (batchnorm inference)
+        return (dh_prev, dc_prev, dsmall, dbn), (dhw, du)
 
-    zero_small = jax.tree.map(jnp.zeros_like, small)
-    (dh0, dc0, dsmall), (dhws, dus) = jax.lax.scan(
+    zeros = functools.partial(jax.tree.map, jnp.zeros_like)
+    (dh0, dc0, dsmall, dbn), (dhws, dus) = jax.lax.scan(
         body,
-        (dh_T, dc_T, zero_small),
+        (dh_T, dc_T, zeros(small), zeros(bn_stats)),
         (h_prevs, c_prevs, hws, us, ts, masks, valid, dhs),
         reverse=True,
     )
@@ -154,7 +155,6 @@ def _bwd(variant, training, project, residuals, cotangents):
         dseq = _matmul(dus, w_x.T)
     else:
         dw_x, dseq = jnp.zeros_like(w_x), dus
-    dbn = jax.tree.map(jnp.zeros_like, bn_stats)
     return dw_x, dw_h, dsmall, dbn, dh0, dc0, dseq, None, None, None
 
 

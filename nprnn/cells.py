@@ -351,6 +351,8 @@ def lstm_step(
         rate=dropout_rate,
         rm=return_moments,
     )
+    if matmul_dtype is not None and not jnp.issubdtype(matmul_dtype, jnp.floating):
+        raise ValueError(f"matmul_dtype must be a floating dtype, got {jnp.dtype(matmul_dtype)}")
     p = _prepare(params, consts, variant, matmul_dtype)
     zx, x_moments = _input_preact(
         p, _matmul(x, p["w_x"]), t, variant=variant, training=training, bn_stats=bn_stats
@@ -462,6 +464,8 @@ def run_sequence(
         )
     p = _prepare(params, consts, variant, matmul_dtype)
     ts = t0 + jnp.arange(steps)
+    if matmul_dtype is not None and not jnp.issubdtype(matmul_dtype, jnp.floating):
+        raise ValueError(f"matmul_dtype must be a floating dtype, got {jnp.dtype(matmul_dtype)}")
     if hoist_input is None:
         hoist_input = jax.default_backend() != "cpu"
     if hoist_input:

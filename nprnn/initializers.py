@@ -19,6 +19,7 @@ Batch-norm population statistics are a third pytree, made by :func:`init_bn_stat
 from __future__ import annotations
 
 import math
+import numbers
 
 import jax
 import jax.numpy as jnp
@@ -57,13 +58,13 @@ def check_variant(variant: str) -> str:
 
 
 def _check_size(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
+    return int(value)
 
 
 def _check_gamma(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
     if value <= 0:
         raise ValueError(f"{name} must be positive, got {value!r}")
@@ -240,7 +241,11 @@ def update_bn_stats(bn_stats: dict, moments: dict, *, momentum: float = 0.99, t0
         raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
     max_steps = bn_stats["c"]["mean"].shape[0]
     steps = moments["c"]["mean"].shape[0]
-    if isinstance(t0, int) and t0 + steps > max_steps:
+    if isinstance(t0, jax.core.Tracer):
+        pass  # a traced t0 cannot be checked: rows beyond T_max are clamped by dynamic_slice
+    elif int(t0) < 0:
+        raise ValueError(f"t0 must be non-negative, got {t0!r}")
+    elif int(t0) + steps > max_steps:
         raise ValueError(
             f"batch moments for steps {t0}..{t0 + steps - 1} do not fit in statistics of "
             f"max_steps={max_steps}; make the statistics with a larger max_steps"

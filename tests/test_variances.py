@@ -1,0 +1,168 @@
+"""Tests of the Normalized LSTM's variance constants (nprnn.normprop_variances, eq. 8 and 12).
+
+Two kinds of checks:
+
+* the analytic constants against an independent float64 NumPy Monte Carlo estimate of the
+  paper's formulas (fixed seed, so deterministic), and eq. 8 against a direct simulation of the
+  scalar cell recurrence with independent gates, which is what eq. 8 describes;
+* the property the constants exist for (PAPER.md): at initialization, with x_t ~ N(0, 1), the
+  output variance Var[h_t] stays near 1 over a long sequence.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import nprnn
+
+N_SAMPLES = 4_000_000
+TRIPLES = [(2.0, 2.0, 1.0), (0.5, 0.5, 0.5), (1.0, 2.0, 0.5), (0.3, 1.5, 2.0)]
+
+
+def np_sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+@pytest.fixture(scope="module")
+def normal_samples():
+    """Three independent standard normal samples: gates (i, f, o), candidate g, cell c."""
+    rng = np.random.default_rng(20170401)
+    return rng.standard_normal((3, N_SAMPLES))
+
+
+def monte_carlo_variances(gamma_x, gamma_h, gamma_c, samples, *, eq9_literal=False):
+    """Eq. 8 and 12 with every moment estimated from samples (nothing assumed zero)."""
+    z_gate, z_cand, z_cell = samples
+    std = (gamma_x + gamma_h) if eq9_literal else math.sqrt(gamma_x**2 + gamma_h**2)
+    gate = np_sigmoid(std * z_gate)  # i, f and o are identically distributed at init (b = 0)
+    gate_second_moment = np.var(gate) + np.mean(gate) ** 2  # Var[s] + E[s]^2 (eq. 7)
+    var_c = np.var(np.tanh(std * z_cand)) * gate_second_moment / (1.0 - gate_second_moment)
+    var_a = np.var(np.tanh(gamma_c * z_cell))  # a = tanh(gamma_c c / sqrt(Var[c])), c ~ N(0, 1)
+    var_h = var_a * gate_second_moment
+    return var_c, var_h
+
+
+@pytest.mark.parametrize("eq9_literal", [False, True], ids=["sqrt", "eq9-literal"])
+@pytest.mark.parametrize("gammas", TRIPLES, ids=[str(g) for g in TRIPLES])
+def test_analytic_matches_monte_carlo(gammas, eq9_literal, normal_samples):
+    got = nprnn.normprop_variances(*gammas, method="analytic", eq9_literal=eq9_literal)
+    assert isinstance(got, tuple) and len(got) == 2
+    assert all(isinstance(v, float) for v in got)
+    expected = monte_carlo_variances(*gammas, normal_samples, eq9_literal=eq9_literal)
+    np.testing.assert_allclose(got, expected, rtol=0.01)
+    # Deterministic, and the default method.
+    assert nprnn.normprop_variances(*gammas, eq9_literal=eq9_literal) == got
+
+
+def test_eq9_literal_changes_the_scale():
+    """gamma_x + gamma_h > sqrt(gamma_x^2 + gamma_h^2): more saturated gates, other constants."""
+    plain = nprnn.normprop_variances(1.0, 1.0, 1.0)
+    literal = nprnn.normprop_variances(1.0, 1.0, 1.0, eq9_literal=True)
+    assert literal[0] > plain[0] * 1.05  # Var[c] grows with the pre-activation scale
+    assert literal[1] > plain[1]
+    # gamma_c only enters eq. 12.
+    assert nprnn.normprop_variances(1.0, 1.0, 3.0)[0] == plain[0]
+    assert nprnn.normprop_variances(1.0, 1.0, 3.0)[1] > plain[1]
+
+
+def test_analytic_docstring_values():
+    var_c, var_h = nprnn.normprop_variances(2.0, 2.0, 1.0)
+    assert round(var_c, 3) == 0.448 and round(var_h, 3) == 0.15
+
+
+@pytest.mark.parametrize("gammas", [(2.0, 2.0, 1.0), (0.5, 1.5, 1.0)], ids=str)
+def test_eq8_is_the_stationary_variance_of_independent_gates(gammas):
+    """c_t = sigma(i) tanh(g) + sigma(f) c_{t-1} with fresh independent gates at every step."""
+    gamma_x, gamma_h, _ = gammas
+    std = math.sqrt(gamma_x**2 + gamma_h**2)
+    rng = np.random.default_rng(7)
+    chains, steps = 200_000, 60  # E[sigma(f)^2] < 0.5: the start is forgotten long before 60
+    c = np.zeros(chains)
+    for _ in range(steps):
+        i, f, g = std * rng.standard_normal((3, chains))
+        c = np_sigmoid(i) * np.tanh(g) + np_sigmoid(f) * c
+    var_c, _ = nprnn.normprop_variances(*gammas)
+    np.testing.assert_allclose(np.var(c), var_c, rtol=0.015)
+
+
+# ------------------------------------------------------------- unit variance at initialization
+
+H_PROP, B_PROP, T_PROP, BURN_IN = 256, 128, 1000, 50
+GRID = list(itertools.product((0.5, 1.0, 2.0), repeat=3))
+
+
+@jax.jit
+def output_variance_per_step(params, consts, xs):
+    """Var[h_t] over batch and units for every t, [T]; params are arrays so one trace serves all
+    gamma triples."""
+    state = nprnn.init_state(xs.shape[1], params["w_h"].shape[0], xs.dtype)
+    _, hs = nprnn.run_sequence(params, consts, state, xs, variant="normprop")
+    return jnp.var(hs, axis=(1, 2))
+
+
+def unit_variance_run(gammas, variance_method):
+    """float32 (as in training), x_t ~ N(0, 1) with D = H; returns Var[h_t] for t >= BURN_IN."""
+    params, consts = nprnn.init_params(
+        jax.random.key(0),
+        input_size=H_PROP,
+        hidden_size=H_PROP,
+        variant="normprop",
+        gamma_x=gammas[0],
+        gamma_h=gammas[1],
+        gamma_c=gammas[2],
+        variance_method=variance_method,
+        dtype=jnp.float32,
+    )
+    xs = jax.random.normal(jax.random.key(1), (T_PROP, B_PROP, H_PROP), jnp.float32)
+    variances = np.asarray(output_variance_per_step(params, consts, xs))
+    assert variances.shape == (T_PROP,)
+    return variances[BURN_IN:]
+
+
+def test_unit_variance_at_init_with_simulated_constants():
+    """Var[h_t] in [0.9, 1.1] for every t >= 50 and every triple of {0.5, 1, 2}^3."""
+    failures = []
+    with jax.enable_x64(False):  # the float32 setting users train in (and 2x faster)
+        for gammas in GRID:
+            variances = unit_variance_run(gammas, "simulated")
+            if not (variances.min() >= 0.9 and variances.max() <= 1.1):
+                failures.append((gammas, float(variances.min()), float(variances.max())))
+        if hasattr(output_variance_per_step, "_cache_size"):  # (a private jax API)
+            assert output_variance_per_step._cache_size() == 1  # one compilation for all 27
+    assert not failures, f"(gammas, min Var[h_t], max Var[h_t]) out of [0.9, 1.1]: {failures}"
+
+
+def test_unit_variance_at_init_with_analytic_constants():
+    """At the paper's PTB gammas (2, 2, 1) the analytic constants are close: [0.9, 1.15]."""
+    with jax.enable_x64(False):
+        variances = unit_variance_run((2.0, 2.0, 1.0), "analytic")
+    assert variances.min() >= 0.9 and variances.max() <= 1.15, (variances.min(), variances.max())
+
+
+# ---------------------------------------------------------------------------------- errors
+
+
+def test_variance_errors():
+    with pytest.raises(ValueError, match=r"unknown variance method 'mc'; expected one of"):
+        nprnn.normprop_variances(1.0, 1.0, 1.0, method="mc")
+    for position, name in enumerate(("gamma_x", "gamma_h", "gamma_c")):
+        for bad in (0.0, -1.0, float("inf"), float("nan")):
+            gammas = [1.0, 1.0, 1.0]
+            gammas[position] = bad
+            with pytest.raises(ValueError, match=f"{name} must be a positive finite number"):
+                nprnn.normprop_variances(*gammas)
+        gammas = [1.0, 1.0, 1.0]
+        gammas[position] = "one"
+        with pytest.raises(ValueError, match=f"{name} must be a positive real number"):
+            nprnn.normprop_variances(*gammas)
+    with pytest.raises(ValueError, match=r"burn_in \(100\) must be smaller than steps \(100\)"):
+        nprnn.normprop_variances(1.0, 1.0, 1.0, method="simulated", steps=100, burn_in=100)
+    with pytest.raises(ValueError, match=r"w_h must have shape \[H, 4H\], got \(4, 12\)"):
+        nprnn.normprop_variances(1.0, 1.0, 1.0, method="simulated", w_h=np.ones((4, 12)))
+    assert set(nprnn.VARIANCE_METHODS) == {"analytic", "simulated"}
