@@ -19,6 +19,16 @@ from configs.ptb_char_small import get_config
 from nprnn import tasks
 
 
+def _grad_norm(task, params, consts, state, batch) -> float:
+    """L2 norm of the gradient of the task's mean loss w.r.t. all parameters."""
+
+    def loss(p):
+        return task.loss(p, consts, state, batch, None, False)[0]
+
+    grads = jax.grad(loss)(params)
+    return float(np.sqrt(sum(np.sum(np.square(g)) for g in jax.tree.leaves(grads))))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data_dir", default="../shared/data")
@@ -42,8 +52,7 @@ def main() -> None:
             task = tasks.build_task(c)
             params, consts, state = task.init(jax.random.key(c.seed))
             batch = task.train_batch(0)
-            grads = jax.grad(lambda p: task.loss(p, consts, state, batch, None, False)[0])(params)
-            norms.append(float(np.sqrt(sum(np.sum(np.square(g)) for g in jax.tree.leaves(grads)))))
+            norms.append(_grad_norm(task, params, consts, state, batch))
         growth = (norms[-1] / norms[0]) ** (1.0 / (lengths[-1] - lengths[0]))
         name = f"{variant} ({gamma_init} gammas)" if variant == "normprop" else variant
         print(f"| {name} | " + " | ".join(f"{n:.3g}" for n in norms) + f" | {growth:.3f} |")

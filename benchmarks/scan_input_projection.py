@@ -1,0 +1,120 @@
+r"""Where to compute the input projection x_t @ W_x of an LSTM: before the scan or inside it.
+
+``nprnn.run_sequence`` computes ``xs @ W_x`` for all T steps as one matrix product before the
+``jax.lax.scan`` and scans over the [T, B, 4H] result. On XLA:CPU this measured slower than
+computing ``x_t @ W_x`` inside the scan body (as flax's ``OptimizedLSTMCell`` does), even though
+the hoisted product is one large matmul. This script isolates that choice with two hand-written
+plain LSTMs (same maths, no nprnn code) and, for reference, ``nprnn.run_sequence`` with the
+``lstm`` variant, and times the forward pass and ``jax.grad`` of a mean-square loss.
+
+Timing as in ``step_time.py``: compile and warm-up excluded, round-robin over the functions,
+``jax.block_until_ready``, median and interquartile range of ``--repeats`` calls.
+
+Usage:
+  .venv/bin/python benchmarks/scan_input_projection.py --sizes=256x50x128x64,1000x50x32x100
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import nprnn
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parses the command line.
+
+    Args:
+      argv: arguments (without the program name); ``None`` reads ``sys.argv``.
+
+    Returns:
+      The parsed flags.
+    """
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="256x50x128x64,1000x50x32x100", help="HxDxBxT,...")
+    parser.add_argument("--repeats", type=int, default=10, help="timed calls per function")
+    return parser.parse_args(argv)
+
+
+def _cell(z, c):
+    i, f, o, g = jnp.split(z, 4, axis=-1)
+    c = jax.nn.sigmoid(i) * jnp.tanh(g) + jax.nn.sigmoid(f) * c
+    return jax.nn.sigmoid(o) * jnp.tanh(c), c
+
+
+def hoisted(params, xs):
+    """Plain LSTM; ``xs @ W_x + b`` of all steps before the scan (nprnn's layout)."""
+    zeros = jnp.zeros((xs.shape[1], params["w_h"].shape[0]), xs.dtype)
+    zxs = xs @ params["w_x"] + params["b"]
+
+    def body(carry, zx):
+        h, c = _cell(zx + carry[0] @ params["w_h"], carry[1])
+        return (h, c), h
+
+    return jax.lax.scan(body, (zeros, zeros), zxs)[1]
+
+
+def in_loop(params, xs):
+    """Plain LSTM; ``x_t @ W_x`` inside the scan body (flax's layout)."""
+    zeros = jnp.zeros((xs.shape[1], params["w_h"].shape[0]), xs.dtype)
+
+    def body(carry, x):
+        z = x @ params["w_x"] + carry[0] @ params["w_h"] + params["b"]
+        h, c = _cell(z, carry[1])
+        return (h, c), h
+
+    return jax.lax.scan(body, (zeros, zeros), xs)[1]
+
+
+def nprnn_lstm(params, xs):
+    """``nprnn.run_sequence`` with the ``lstm`` variant."""
+    state = nprnn.init_state(xs.shape[1], params["w_h"].shape[0])
+    return nprnn.run_sequence(params, {}, state, xs, variant="lstm")[1]
+
+
+def main(argv=None) -> None:
+    """Times the three layouts at every size and prints a Markdown table."""
+    args = parse_args(argv)
+    print(f"jax {jax.__version__}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    print("| H, D, B, T | function | forward ms (IQR) | grad ms (IQR) |")
+    print("|---|---|---|---|")
+    for item in args.sizes.split(","):
+        hidden, inputs, batch, steps = (int(v) for v in item.lower().split("x"))
+        key_p, key_x = jax.random.split(jax.random.key(0))
+        params, _ = nprnn.init_params(key_p, input_size=inputs, hidden_size=hidden, variant="lstm")
+        xs = jax.random.normal(key_x, (steps, batch, inputs))
+        calls = {}
+        for name, fn in (("hoisted", hoisted), ("in_loop", in_loop), ("nprnn lstm", nprnn_lstm)):
+            fwd = jax.jit(fn)
+            grad = jax.jit(jax.grad(lambda p, x, fn=fn: jnp.mean(fn(p, x) ** 2)))
+            calls[(name, "fwd")] = lambda f=fwd, p=params, x=xs: f(p, x)
+            calls[(name, "grad")] = lambda g=grad, p=params, x=xs: g(p, x)
+        for call in calls.values():
+            for _ in range(3):
+                jax.block_until_ready(call())
+        times = {k: [] for k in calls}
+        for _ in range(args.repeats):
+            for k, call in calls.items():
+                start = time.perf_counter()
+                jax.block_until_ready(call())
+                times[k].append(1e3 * (time.perf_counter() - start))
+
+        def cell(name, mode, times=times):
+            t = np.asarray(times[(name, mode)])
+            q25, q75 = np.percentile(t, [25, 75])
+            return f"{np.median(t):.1f} ({q25:.1f}-{q75:.1f})"
+
+        for name in ("hoisted", "in_loop", "nprnn lstm"):
+            size = f"{hidden}, {inputs}, {batch}, {steps}"
+            print(f"| {size} | {name} | {cell(name, 'fwd')} | {cell(name, 'grad')} |")
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
