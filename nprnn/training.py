@@ -122,6 +122,22 @@ def _restore_latest(manager: ocp.CheckpointManager, target: dict, quarantine=Non
     return None, None
 
 
+def _initial_state(config, task, tx) -> dict:
+    """The training state at step 0; also the restore target of every checkpoint."""
+    init_key, train_key = jax.random.split(jax.random.key(config.seed))
+    params, consts, model_state = task.init(init_key)
+    if unit_norm_projection(config):
+        params = _project_cells(params)
+    return {
+        "params": params,
+        "consts": consts,
+        "model_state": model_state,
+        "opt_state": tx.init(params),
+        "step": jnp.asarray(0, jnp.int32),
+        "rng": jax.random.key_data(train_key),
+    }
+
+
 def train_and_evaluate(config, workdir: str | os.PathLike) -> dict:
     """Trains and evaluates the task of ``config``; resumes from ``workdir`` if it has a run.
 
@@ -142,20 +158,8 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict:
 
     task = build_task(config)
     tx, schedule = make_optimizer(config.opt, task.steps_per_epoch)
-    root = jax.random.key(config.seed)
-    init_key, train_key = jax.random.split(root)
-    params, consts, model_state = task.init(init_key)
     project = unit_norm_projection(config)
-    if project:
-        params = _project_cells(params)
-    state = {
-        "params": params,
-        "consts": consts,
-        "model_state": model_state,
-        "opt_state": tx.init(params),
-        "step": jnp.asarray(0, jnp.int32),
-        "rng": jax.random.key_data(train_key),
-    }
+    state = _initial_state(config, task, tx)
 
     manager = ocp.CheckpointManager(
         (workdir / "checkpoints").absolute(),
@@ -339,16 +343,7 @@ def load_run(workdir: str | os.PathLike, config=None):
         config = ml_collections.ConfigDict(json.loads(path.read_text()))
     task = build_task(config)
     tx, _ = make_optimizer(config.opt, task.steps_per_epoch)
-    init_key, train_key = jax.random.split(jax.random.key(config.seed))
-    params, consts, model_state = task.init(init_key)
-    target = {
-        "params": params,
-        "consts": consts,
-        "model_state": model_state,
-        "opt_state": tx.init(params),
-        "step": jnp.asarray(0, jnp.int32),
-        "rng": jax.random.key_data(train_key),
-    }
+    target = _initial_state(config, task, tx)
     manager = ocp.CheckpointManager((workdir / "checkpoints").absolute())
     state, step = _restore_latest(manager, target)
     manager.close()
