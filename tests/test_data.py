@@ -7,6 +7,7 @@ import importlib.util
 import io
 import lzma
 import pathlib
+import shutil
 import struct
 import tarfile
 import urllib.error
@@ -684,3 +685,20 @@ def test_real_mnist():
     train_images = np.concatenate([out["train"][0], out["valid"][0]])
     assert round(float(train_images.mean()), 3) == 33.318
     assert round(float(out["test"][0].mean()), 3) == 33.791
+
+
+@needs_real
+def test_tfds_path_offline_gives_the_same_images(tmp_path):
+    """source="tfds" builds TFDS's binarized_mnist offline from the local .amat copies."""
+    pytest.importorskip(
+        "tensorflow", reason="the TFDS builder needs TensorFlow (pip install .[tfds])"
+    )
+    pytest.importorskip("tensorflow_datasets", reason="tensorflow-datasets is not installed")
+    shutil.copytree(REAL_DATA / "binarized_mnist", tmp_path / "binarized_mnist")
+    via_tfds = load_binarized_mnist(tmp_path, source="tfds")
+    via_files = load_binarized_mnist(REAL_DATA)
+    for split, images in via_files.items():
+        got = np.packbits(via_tfds[split].astype(np.uint8), axis=1)
+        want = np.packbits(images.astype(np.uint8), axis=1)
+        # TFDS shuffles the examples when it prepares the dataset: compare sorted rows.
+        np.testing.assert_array_equal(got[np.lexsort(got.T[::-1])], want[np.lexsort(want.T[::-1])])

@@ -185,7 +185,11 @@ def load_binarized_mnist_tfds(
     Offline: TFDS uses a registered file found in its manual directory under the URL's file name
     instead of downloading it (checked with tensorflow-datasets 4.9.10). Every ``.amat`` file found
     in the data directory (as :func:`load_binarized_mnist` finds them) is therefore decompressed
-    into ``DATA_DIR/tfds/downloads/manual/`` first; TFDS downloads the others.
+    into ``DATA_DIR/tfds/downloads/manual/`` first; TFDS downloads the others. ``DATA_DIR`` must
+    be writable. The result holds the same images as ``source="files"``, in the order TFDS stored
+    them (it shuffles when it prepares a dataset): checked offline from the copies in
+    ``../shared/data`` with TensorFlow 2.21 and tensorflow-datasets 4.9.10 (same multiset of images
+    in each split; ``pip install .[tfds]``).
 
     Args:
         data_dir: Data directory (see :func:`~nprnn.data.common.resolve_data_dir`).
