@@ -462,10 +462,10 @@ def run_sequence(
             f"seq_lengths must have shape {xs.shape[1:-1]} (the batch of xs), "
             f"got {jnp.shape(seq_lengths)}"
         )
-    p = _prepare(params, consts, variant, matmul_dtype)
-    ts = t0 + jnp.arange(steps)
     if matmul_dtype is not None and not jnp.issubdtype(matmul_dtype, jnp.floating):
         raise ValueError(f"matmul_dtype must be a floating dtype, got {jnp.dtype(matmul_dtype)}")
+    p = _prepare(params, consts, variant, matmul_dtype)
+    ts = t0 + jnp.arange(steps)
     if hoist_input is None:
         hoist_input = jax.default_backend() != "cpu"
     if hoist_input:
