@@ -680,8 +680,8 @@ def plot_learning_curves(
 ) -> pathlib.Path:
     """Figures 2 and 3: training (dashed) and validation (solid) curves against updates.
 
-    One colour per variant (the same colour for a variant in every figure); several runs of a
-    variant share it and are told apart by their labels.
+    One colour per variant (the same colour for a variant in every figure); a second run of a
+    variant gets a colour of its own and its run name in the label.
 
     Args:
       runs: run directories (with metrics.jsonl and config.json).
@@ -702,7 +702,10 @@ def plot_learning_curves(
 
     from nprnn.initializers import VARIANTS
 
-    colours = dict(zip(VARIANTS, plt.get_cmap("tab10").colors, strict=False))
+    palette = plt.get_cmap("tab10").colors
+    colours = dict(zip(VARIANTS, palette, strict=False))
+    extra = iter(palette[len(VARIANTS) :] * 4)  # further runs of a variant: colours 6-10
+    seen: set[str] = set()
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     drawn = 0
     variants = [read_config(run)["model"]["variant"] for run in runs]
@@ -715,7 +718,8 @@ def plot_learning_curves(
         name = f"{VARIANT_NAMES.get(variant, variant)} (H={config['model']['hidden_size']})"
         if variants.count(variant) > 1:
             name += f" [{pathlib.Path(run).name}]"
-        colour = colours.get(variant, "k")
+        colour = next(extra) if variant in seen else colours.get(variant, "k")
+        seen.add(variant)
         for split, style in (("train", "--"), ("valid", "-")):
             points = sorted(
                 (r["step"], r[metric]) for r in records if r.get("split") == split and metric in r
