@@ -702,3 +702,14 @@ def test_tfds_path_offline_gives_the_same_images(tmp_path):
         want = np.packbits(images.astype(np.uint8), axis=1)
         # TFDS shuffles the examples when it prepares the dataset: compare sorted rows.
         np.testing.assert_array_equal(got[np.lexsort(got.T[::-1])], want[np.lexsort(want.T[::-1])])
+
+
+def test_ptb_offline_download_failure_names_the_files_to_put_where(monkeypatch, tmp_path):
+    requested = serve(monkeypatch, {})  # no network: every URL fails
+    with pytest.raises(DataError) as err:
+        load_ptb_chars(tmp_path, download=True)
+    message = str(err.value)
+    assert requested == [text.PTB_URL]
+    assert "ptb.char.{train,valid,test}.txt" in message and "ptb.{train,valid,test}.txt" in message
+    assert str(tmp_path / "ptb") in message
+    assert not (tmp_path / "ptb" / "simple-examples.tgz").exists()

@@ -239,7 +239,14 @@ def _read_ptb_split(data_dir: pathlib.Path, split: str, verify: bool) -> tuple[b
 
 def _download_ptb(dest_dir: pathlib.Path, verify: bool) -> None:
     """Downloads Mikolov's archive and extracts the six PTB files into ``dest_dir``."""
-    archive = common.download(PTB_URL, dest_dir / "simple-examples.tgz")
+    try:
+        archive = common.download(PTB_URL, dest_dir / "simple-examples.tgz")
+    except DataError as e:
+        raise DataError(
+            f"{e} The loader reads the extracted files, not the archive: put "
+            f"ptb.char.{{train,valid,test}}.txt (or the word-level ptb.{{train,valid,test}}.txt, "
+            f"from simple-examples/data/ in {PTB_URL}; plain, .xz or .gz) into {dest_dir}."
+        ) from e
     try:
         with tarfile.open(archive, "r:gz") as tar:
             members = {m.name.removeprefix("./"): m for m in tar.getmembers() if m.isfile()}
