@@ -89,6 +89,14 @@ def _cell_options(model, input_std: float = 1.0) -> dict:
     return opts
 
 
+def _epoch_rows(config, n: int, step: int):
+    """Example indices of training batch ``step``: shuffled epochs, a pure function of the step."""
+    epoch, index = nd.epoch_and_index(step, n=n, batch_size=config.data.batch_size)
+    return nd.minibatches(n, batch_size=config.data.batch_size, seed=config.seed, epoch=epoch)[
+        index
+    ]
+
+
 def _as_time_major(*arrays):
     return tuple(jnp.asarray(np.ascontiguousarray(a.T)) for a in arrays)
 
@@ -139,7 +147,7 @@ def _char_task(config) -> Task:
 
     def init(key):
         params, consts = charlm.init_charlm(key, model_config, **cell_options)
-        return params, consts, charlm.init_charlm_state(consts, d.batch_size)
+        return params, consts, charlm.init_charlm_state(consts)
 
     def train_batch(step):
         x, y = nd.random_windows(
@@ -250,9 +258,7 @@ def _draw_task(config) -> Task:
         return params, consts, state
 
     def train_batch(step):
-        epoch, index = nd.epoch_and_index(step, n=n_train, batch_size=d.batch_size)
-        rows = nd.minibatches(n_train, batch_size=d.batch_size, seed=config.seed, epoch=epoch)
-        return (jnp.asarray(images["train"][rows[index]]),)
+        return (jnp.asarray(images["train"][_epoch_rows(config, n_train, step)]),)
 
     def loss(params, consts, model_state, batch, key, training):
         want = training and variant == "batchnorm"
@@ -347,10 +353,9 @@ def _seqmnist_task(config) -> Task:
         return params, consts, seqmnist.init_seqmnist_state(consts)
 
     def train_batch(step):
-        epoch, index = nd.epoch_and_index(step, n=n_train, batch_size=d.batch_size)
-        rows = nd.minibatches(n_train, batch_size=d.batch_size, seed=config.seed, epoch=epoch)
+        rows = _epoch_rows(config, n_train, step)
         x, y = splits["train"]
-        return jnp.asarray(x[rows[index]]), jnp.asarray(y[rows[index]])
+        return jnp.asarray(x[rows]), jnp.asarray(y[rows])
 
     def loss(params, consts, model_state, batch, key, training):
         del key

@@ -30,7 +30,7 @@ def make_charlm(variant="normprop", seed=0, **options):
         variant=variant, vocab_size=V, hidden_size=H, max_steps=10, **options
     )
     params, consts = charlm.init_charlm(jax.random.key(seed), config)
-    return params, consts, charlm.init_charlm_state(consts, B)
+    return params, consts, charlm.init_charlm_state(consts)
 
 
 def char_batch(seed=0, steps=T, batch=B):
@@ -131,7 +131,7 @@ def test_charlm_input_projection_is_a_frozen_orthogonal_constant():
     assert all(leaf.shape != (V, V) for leaf in jax.tree.leaves(params))
     # The loss depends on it (x_t = P[s_t]) but it gets no gradient: it is not a parameter.
     inputs, targets = char_batch()
-    model_state = charlm.init_charlm_state(consts, B)
+    model_state = charlm.init_charlm_state(consts)
     other = dict(consts, input_proj=consts["input_proj"][::-1])
     assert char_loss(params, consts, model_state, inputs, targets) != char_loss(
         params, other, model_state, inputs, targets

@@ -108,7 +108,7 @@ def init_charlm(key: jax.Array, config: CharLMConfig, **cell_options) -> tuple[P
     return params, consts
 
 
-def init_charlm_state(consts: Params, batch_size: int, dtype=jnp.float32) -> Params:
+def init_charlm_state(consts: Params, dtype=jnp.float32) -> Params:
     """Non-trainable model state: batch-norm statistics and input-normalization statistics.
 
     Returns:
@@ -125,7 +125,6 @@ def init_charlm_state(consts: Params, batch_size: int, dtype=jnp.float32) -> Par
     if config.input_norm:
         v = config.vocab_size
         inp = {"mean": jnp.zeros((v,), dtype), "var": jnp.ones((v,), dtype)}
-    del batch_size
     return {"bn": bn, "input": inp}
 
 
@@ -162,7 +161,7 @@ def charlm_apply(
         training, the batch statistics to fold into ``model_state`` (:func:`update_charlm_state`).
     """
     config: CharLMConfig = consts["config"]
-    steps, batch = ids.shape
+    batch = ids.shape[1]
     keys = list(jax.random.split(key, config.num_layers + 2)) if key is not None else None
     x = consts["input_proj"][ids]
     moments = {"bn": None, "input": None}
@@ -207,7 +206,6 @@ def charlm_apply(
     if training and config.output_dropout > 0:
         x = _dropout(keys[-1], config.output_dropout, x)
     logits = x @ params["head"]["w"] + params["head"]["b"]
-    del steps
     return logits, final, moments
 
 
