@@ -4,19 +4,23 @@ Autodiff of ``lax.scan`` accumulates the recurrent weight gradient inside the ba
 ``dW_h += h_{t-1}^T dz_t`` at every step: T small matrix products with an inner dimension of B.
 Fused LSTM kernels (cuDNN, oneDNN) instead keep the per-step pre-activation gradients and compute
 ``dW_h = sum_t h_{t-1}^T dz_t`` as ONE product with inner dimension T*B after the backward
-recurrence. This module does the same for every variant:
+recurrence. This module does the same, in two forms:
 
-* forward: the same scan as the reference path, which also saves ``h_{t-1}``, ``c_{t-1}`` and
-  ``hw_t = h_{t-1} W_h`` for every step;
-* backward: a reverse scan that, per step, recomputes the element-wise part of the step from the
-  saved values (``jax.vjp`` of ``cells._cell_update``: no matrix product), propagates
-  ``dh_{t-1} = dhw_t W_h^T``, and emits ``dhw_t`` and ``dzx_t``; then one product gives ``dW_h``.
+* ``gated_scan`` (lstm, weightnorm, normprop: no statistics inside the step). The forward saves
+  the gate activations and ``c_{t-1}`` of every step, as fused kernels keep them in their
+  workspace; the backward step is the LSTM's derivative in closed form (a few multiplies, no
+  recomputed sigmoid of the gates) and one product ``dh_{t-1} = dz_t W_h^T``.
+* ``fused_scan`` (every variant; used for layernorm and batchnorm). The forward saves ``h_{t-1}``,
+  ``c_{t-1}`` and ``hw_t = h_{t-1} W_h``; the backward recomputes the element-wise part of each
+  step from them (``jax.vjp`` of ``cells._cell_update``: no matrix product), which covers the
+  per-step normalizations and their statistics.
 
-The input part (``x W_x``, its normalization, the bias) is either hoisted before the scan and
-differentiated by autodiff from ``dzx``, or (``project=True``) computed inside the loop, and then
-``dW_x = sum_t x_t^T du_t`` and ``dx = du W_x^T`` are one product each after the backward scan.
-The weight normalization stays outside, differentiated by autodiff.
-The numbers equal the autodiff path up to float rounding (tested in float64).
+Both then compute ``dW_h`` as one product. The input part (``x W_x``, its normalization, the bias)
+is either hoisted before the scan and differentiated by autodiff from the input gradients, or
+(``project=True``) computed inside the loop, and then ``dW_x = sum_t x_t^T du_t`` and
+``dx = du W_x^T`` are one product each after the backward scan. The weight normalization stays
+outside, differentiated by autodiff. The numbers equal the autodiff path up to float rounding
+(tested in float64).
 """
 
 from __future__ import annotations
@@ -111,12 +115,18 @@ def _fwd(variant, training, project, w_x, w_h, small, bn_stats, h0, c0, seq, ts,
     return out, (w_x, w_h, small, bn_stats, seq, ts, masks, valid, saved)
 
 
-def _outer(a, b, dtype):
-    """sum over all leading axes of a^T b as one product, in ``dtype`` with float32-or-better
-    accumulation (mixed precision)."""
-    return jnp.einsum(
-        "...i,...j->ij", a.astype(dtype), b.astype(dtype), preferred_element_type=b.dtype
-    ).astype(dtype)
+def _flat_outer(a, b, dtype):
+    """``sum over all leading axes of a^T b`` as one 2-D product (XLA:CPU runs it faster than
+    the equivalent einsum over two contracting axes), accumulated in ``b``'s dtype."""
+    a2 = a.reshape(-1, a.shape[-1]).astype(dtype)
+    b2 = b.reshape(-1, b.shape[-1]).astype(dtype)
+    return jnp.matmul(a2.T, b2, preferred_element_type=b.dtype).astype(dtype)
+
+
+def _sum_to(x, shape):
+    """Sums ``x`` over its leading axes down to ``shape`` (a broadcast parameter's gradient)."""
+    x = x.reshape(-1, x.shape[-1]).sum(axis=0)
+    return x.sum() if shape == () else x
 
 
 def _bwd(variant, training, project, residuals, cotangents):
@@ -149,9 +159,9 @@ def _bwd(variant, training, project, residuals, cotangents):
         reverse=True,
     )
     # One product with inner dimension T*B instead of T products with inner dimension B.
-    dw_h = _outer(h_prevs, dhws, w_h.dtype)
+    dw_h = _flat_outer(h_prevs, dhws, w_h.dtype)
     if project:
-        dw_x = _outer(seq, dus, w_x.dtype)
+        dw_x = _flat_outer(seq, dus, w_x.dtype)
         dseq = _matmul(dus, w_x.T)
     else:
         dw_x, dseq = jnp.zeros_like(w_x), dus
@@ -159,3 +169,129 @@ def _bwd(variant, training, project, residuals, cotangents):
 
 
 fused_scan.defvjp(_fwd, _bwd)
+
+
+# ----------------------------------------------------------------------------------------------
+# The statistics-free variants in closed form (see the module docstring).
+
+GATED = ("lstm", "weightnorm", "normprop")
+
+
+def _gated_forward(project, w_x, w_h, b, scales, h0, c0, seq, masks, valid):
+    hidden = h0.shape[-1]
+
+    def body(carry, inputs):
+        h_prev, c_prev = carry
+        v, mask, ok = inputs
+        zx = _matmul(v, w_x) + b if project else v
+        z = zx + _matmul(h_prev, w_h)  # the order of the reference path: same rounding
+        acts = jnp.concatenate(  # i, f, o, g
+            [jax.nn.sigmoid(z[..., : 3 * hidden]), jnp.tanh(z[..., 3 * hidden :])], axis=-1
+        )
+        i, f, o, g = jnp.split(acts, 4, axis=-1)
+        c = i * (g if mask is None else g * mask) + f * c_prev
+        if scales is None:
+            h = o * jnp.tanh(c)
+        else:
+            c_scale, h_scale = scales
+            h = o * (jnp.tanh(c * c_scale) * h_scale)
+        out = h
+        if ok is not None:
+            ok = ok[..., None]
+            h = jnp.where(ok, h, h_prev)
+            c = jnp.where(ok, c, c_prev)
+            out = jnp.where(ok, out, jnp.zeros_like(out))
+        return (h, c), (out, (c_prev, acts))
+
+    (h, c), (hs, saved) = jax.lax.scan(body, (h0, c0), (seq, masks, valid))
+    return (h, c, hs), saved
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def gated_scan(project, w_x, w_h, b, scales, h0, c0, seq, masks, valid):
+    """``(h_T, c_T, hs [T, ...])`` of an lstm / weightnorm / normprop layer.
+
+    ``seq`` is the input part ``x W_x + b`` of every step ([T, ..., 4H]; ``project=False``,
+    ``w_x`` and ``b`` are then None) or the inputs ([T, ..., D]; ``project=True``: ``x_t W_x + b``
+    in the loop). ``scales`` is normprop's ``(c_scale, h_scale)`` (eq. 14-15), None otherwise.
+    """
+    return _gated_forward(project, w_x, w_h, b, scales, h0, c0, seq, masks, valid)[0]
+
+
+def _gated_fwd(project, w_x, w_h, b, scales, h0, c0, seq, masks, valid):
+    out, saved = _gated_forward(project, w_x, w_h, b, scales, h0, c0, seq, masks, valid)
+    return out, (w_x, w_h, b, scales, h0, seq, masks, valid, out[2], saved)
+
+
+def _gated_bwd(project, residuals, cotangents):
+    w_x, w_h, b, scales, h0, seq, masks, valid, hs, (c_prevs, acts) = residuals
+    dh_T, dc_T, dhs = cotangents
+    w_h_t = w_h.T
+    zero_scales = None if scales is None else jax.tree.map(jnp.zeros_like, scales)
+
+    def body(carry, inputs):
+        dh, dc, dscales = carry
+        c_prev, acts, mask, ok, dh_out = inputs
+        if ok is not None:  # a padded step passes the state's gradients through unchanged
+            ok = ok[..., None]
+            dh_skip = jnp.where(ok, jnp.zeros_like(dh), dh)
+            dc_skip = jnp.where(ok, jnp.zeros_like(dc), dc)
+            dh = jnp.where(ok, dh + dh_out, jnp.zeros_like(dh))
+            dc = jnp.where(ok, dc, jnp.zeros_like(dc))
+        else:
+            dh = dh + dh_out
+        i, f, o, g = jnp.split(acts, 4, axis=-1)
+        gm = g if mask is None else g * mask
+        c = i * gm + f * c_prev
+        dtanh = dh * o  # the gradient w.r.t. the cell's output
+        if scales is None:
+            a = jnp.tanh(c)
+            do = dh * a
+            dc = dc + dtanh * (1.0 - a * a)
+        else:
+            c_scale, h_scale = scales
+            a = jnp.tanh(c * c_scale)
+            do = dh * (a * h_scale)
+            dpre = dtanh * h_scale * (1.0 - a * a)
+            dscales = (
+                dscales[0] + _sum_to(dpre * c, c_scale.shape),
+                dscales[1] + _sum_to(dtanh * a, h_scale.shape),
+            )
+            dc = dc + dpre * c_scale
+        dg = dc * i if mask is None else dc * i * mask
+        dz = jnp.concatenate(
+            [
+                dc * gm * i * (1.0 - i),
+                dc * c_prev * f * (1.0 - f),
+                do * o * (1.0 - o),
+                dg * (1.0 - g * g),
+            ],
+            axis=-1,
+        )
+        dh_prev = _matmul(dz, w_h_t)
+        dc_prev = dc * f
+        if ok is not None:
+            dh_prev = dh_prev + dh_skip
+            dc_prev = dc_prev + dc_skip
+        return (dh_prev, dc_prev, dscales), dz
+
+    (dh0, dc0, dscales), dzs = jax.lax.scan(
+        body,
+        (dh_T, dc_T, zero_scales),
+        (c_prevs, acts, masks, valid, dhs),
+        reverse=True,
+    )
+    # One product with inner dimension T*B for each weight gradient. h_{t-1} is the output of
+    # step t - 1 (h0 at t = 0) wherever dz_t is non-zero: padding only ever follows the valid
+    # steps, and a padded step has dz_t = 0.
+    dw_h = _flat_outer(hs[:-1], dzs[1:], w_h.dtype) + _flat_outer(h0, dzs[0], w_h.dtype)
+    if project:
+        dw_x = _flat_outer(seq, dzs, w_x.dtype)
+        db = _sum_to(dzs, b.shape)
+        dseq = _matmul(dzs, w_x.T)
+    else:
+        dw_x, db, dseq = None, None, dzs
+    return dw_x, dw_h, db, dscales, dh0, dc0, dseq, None, None
+
+
+gated_scan.defvjp(_gated_fwd, _gated_bwd)

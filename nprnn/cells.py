@@ -487,7 +487,22 @@ def run_sequence(
     if seq_lengths is not None:
         valid = jnp.arange(steps).reshape((steps,) + (1,) * len(xs.shape[1:-1])) < seq_lengths
     project = not hoist_input
-    if fused_backward:
+    if fused_backward and variant in _fused.GATED:
+        scales = (p["c_scale"], p["h_scale"]) if variant == "normprop" else None
+        h, c, hs = _fused.gated_scan(
+            project,
+            p["w_x"] if project else None,
+            p["w_h"],
+            p["b"] if project else None,
+            scales,
+            state.h,
+            state.c,
+            seq,
+            masks,
+            valid,
+        )
+        state, moments = LSTMState(h=h, c=c), {}
+    elif fused_backward:
         names = _fused.SMALL_PARAMS[variant] + (_fused.INPUT_PARAMS[variant] if project else ())
         small = {k: p[k] for k in names}
         h, c, hs, moments = _fused.fused_scan(
