@@ -26,8 +26,12 @@ from absl import app, flags
 
 from nprnn import evaluation
 from nprnn.data import DataError
+from nprnn.host import tune_host_allocator
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training run to evaluate.")
+_TUNE_ALLOCATOR = flags.DEFINE_bool(
+    "tune_allocator", True, "Keep freed host memory for reuse (see nprnn.tune_host_allocator)."
+)
 _SPLIT = flags.DEFINE_enum("split", "valid", ["valid", "test"], "Split to evaluate.")
 _PROTOCOL = flags.DEFINE_enum(
     "protocol",
@@ -117,6 +121,8 @@ def main(argv):
     modes = [m for m in (_WORKDIR.value, _TABLE.value, _FIGURE.value) if m]
     if len(modes) != 1:
         raise app.UsageError("give exactly one of --workdir, --table, --figure")
+    if _TUNE_ALLOCATOR.value:  # before the first JAX computation
+        tune_host_allocator()
     try:
         if _WORKDIR.value:
             _run_one()

@@ -16,6 +16,7 @@ Example:
 """
 
 from nprnn.cells import NORM_EPSILON, LSTMState, init_state, lstm_step, run_sequence
+from nprnn.host import tune_host_allocator
 from nprnn.initializers import (
     DEFAULT_GAMMAS,
     VARIANTS,
@@ -41,5 +42,6 @@ __all__ = [
     "normprop_variances",
     "project_unit_norm",
     "run_sequence",
+    "tune_host_allocator",
     "update_bn_stats",
 ]
