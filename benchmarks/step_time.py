@@ -20,11 +20,15 @@ core).
 
 Timing: compile and ``--warmup`` calls are excluded; then ``--repeats`` rounds, each of which
 times one call of every model in turn (round-robin, so that a change of machine load hits all
-models alike), each call ended by ``jax.block_until_ready``. Reported: median and interquartile
-range in ms, the ratio of the median to the ``lstm`` variant's, and the achieved GFLOP/s of the
-matmuls (forward ``2 T B (D + H) 4H + 2 T B H V``, a training step taken as 3x the forward) as a
-fraction of the machine's float32 matmul rate measured at the start on a large ``jnp.dot`` (the
-best of 7 samples, since other jobs can only slow it down).
+models alike) right after ``--untimed_before`` untimed calls of the same model (as in a training
+loop, and so that the previous model's threads, e.g. torch's spinning OpenMP workers, are out of
+the way), each call ended by ``jax.block_until_ready``.
+By default the process first calls :func:`nprnn.tune_host_allocator` (``--tune_allocator``),
+which spares every model (torch too) the page faults of fresh buffers at each call. Reported:
+median and interquartile range in ms, the ratio of the median to the ``lstm`` variant's, and the
+achieved GFLOP/s of the matmuls (forward ``2 T B (D + H) 4H + 2 T B H V``, a training step taken
+as 3x the forward) as a fraction of the machine's float32 matmul rate measured at the start on a
+large ``jnp.dot`` (the best of 7 samples, since other jobs can only slow it down).
 
 Usage:
   .venv/bin/python benchmarks/step_time.py --sizes=1000x50x32x100,256x50x128x64 \
@@ -57,6 +61,12 @@ import nprnn
 VOCAB = 50  # V, the size of the softmax head (the PTB character alphabet).
 FLAX = "flax_lstm"
 TORCH = "torch_lstm"
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() not in ("true", "false", "1", "0"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return text.lower() in ("true", "1")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -93,6 +103,19 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=1,
         help="torch.set_num_threads for torch_lstm (0: torch's default). On the 2-core VM of "
         "BENCHMARKS.md, 2 threads made a train step 25x slower than 1 (OpenMP contention)",
+    )
+    parser.add_argument(
+        "--untimed_before",
+        type=int,
+        default=1,
+        help="untimed calls of the same model right before each timed call",
+    )
+    parser.add_argument(
+        "--tune_allocator",
+        type=_parse_bool,
+        default=True,
+        help="call nprnn.tune_host_allocator() first (true/false): freed memory is reused "
+        "instead of page-faulted afresh at every call; applies to torch too",
     )
     parser.add_argument("--matmul_size", type=int, default=4096, help="N of the N x N peak dot")
     parser.add_argument("--json_out", default="", help="write all results to this JSON file")
@@ -361,6 +384,11 @@ def benchmark_size(size, models, modes, args):
     times = {k: [] for k in calls}
     for _ in range(args.repeats):
         for k, fn in calls.items():
+            # An untimed call of the same model first: a training loop calls the same step
+            # back to back, and the previous model's threads (torch's OpenMP workers spin after
+            # a parallel region) no longer compete with the timed call.
+            for _ in range(args.untimed_before):
+                jax.block_until_ready(fn())
             times[k].append(_time_call(fn))
     return times, setup
 
@@ -471,7 +499,9 @@ def main(argv=None) -> None:
     if "lstm" not in models:
         print("note: lstm is not among the models, so there are no ratios to it")
 
-    env = environment()
+    tuned = nprnn.tune_host_allocator() if args.tune_allocator else False
+    env = environment()  # (initializes JAX's backend: after the allocator settings)
+    env["tune_allocator"] = tuned
     print(" ".join(f"{k}={v}" for k, v in env.items()))
     print(f"optimizer in the train step: {args.optimizer}; head V = {args.vocab}")
     n = args.matmul_size
