@@ -10,7 +10,7 @@ recurrence. This module does the same, in two forms:
   the gate activations and ``c_{t-1}`` of every step, as fused kernels keep them in their
   workspace; the backward step is the LSTM's derivative in closed form (a few multiplies, no
   recomputed sigmoid of the gates) and one product ``dh_{t-1} = dz_t W_h^T``.
-* ``fused_scan`` (every variant; used for layernorm and batchnorm). The forward saves ``h_{t-1}``,
+* ``fused_scan`` (layernorm, batchnorm: statistics inside the step). The forward saves ``h_{t-1}``,
   ``c_{t-1}`` and ``hw_t = h_{t-1} W_h``; the backward recomputes the element-wise part of each
   step from them (``jax.vjp`` of ``cells._cell_update``: no matrix product), which covers the
   per-step normalizations and their statistics.
@@ -30,28 +30,30 @@ import functools
 import jax
 import jax.numpy as jnp
 
-# Entries of the prepared params that the element-wise part of a step reads.
-SMALL_PARAMS = {
-    "lstm": (),
-    "weightnorm": (),
-    "normprop": ("c_scale", "h_scale"),
-    "layernorm": ("gamma_h", "gamma_c", "beta_c"),
-    "batchnorm": ("gamma_h", "gamma_c", "beta_c"),
-}
+# Entries of the prepared params that the element-wise part of a layernorm / batchnorm step
+# reads (``fused_scan``) ...
+SMALL_PARAMS = ("gamma_h", "gamma_c", "beta_c")
 # ... and, when the input projection is done inside the loop, the input part reads these too.
-INPUT_PARAMS = {
-    "lstm": ("b",),
-    "weightnorm": ("b",),
-    "normprop": ("b",),
-    "layernorm": ("b", "gamma_x"),
-    "batchnorm": ("b", "gamma_x"),
-}
+INPUT_PARAMS = ("b", "gamma_x")
 
 
 def _matmul(a, w):
     from nprnn.cells import _matmul  # cells imports this module
 
     return _matmul(a, w)
+
+
+def _skip_padded(valid, h, c, h_prev, c_prev):
+    """``(h, c, output)`` of a step: at padded positions (``valid`` False) the state is carried
+    through unchanged and the output is zero."""
+    if valid is None:
+        return h, c, h
+    valid = valid[..., None]
+    return (
+        jnp.where(valid, h, h_prev),
+        jnp.where(valid, c, c_prev),
+        jnp.where(valid, h, jnp.zeros_like(h)),
+    )
 
 
 def _step(variant, training, project, small, bn_stats, h_prev, c_prev, hw, u, t, mask, valid):
@@ -72,12 +74,7 @@ def _step(variant, training, project, small, bn_stats, h_prev, c_prev, hw, u, t,
     )
     if project and x_moments is not None:
         moments["x"] = x_moments
-    h, c, out = new.h, new.c, new.h
-    if valid is not None:
-        valid = valid[..., None]
-        h = jnp.where(valid, h, h_prev)
-        c = jnp.where(valid, c, c_prev)
-        out = jnp.where(valid, out, jnp.zeros_like(out))
+    h, c, out = _skip_padded(valid, new.h, new.c, h_prev, c_prev)
     return h, c, out, moments
 
 
@@ -195,12 +192,7 @@ def _gated_forward(project, w_x, w_h, b, scales, h0, c0, seq, masks, valid):
         else:
             c_scale, h_scale = scales
             h = o * (jnp.tanh(c * c_scale) * h_scale)
-        out = h
-        if ok is not None:
-            ok = ok[..., None]
-            h = jnp.where(ok, h, h_prev)
-            c = jnp.where(ok, c, c_prev)
-            out = jnp.where(ok, out, jnp.zeros_like(out))
+        h, c, out = _skip_padded(ok, h, c, h_prev, c_prev)
         return (h, c), (out, (c_prev, acts))
 
     (h, c), (hs, saved) = jax.lax.scan(body, (h0, c0), (seq, masks, valid))

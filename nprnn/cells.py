@@ -503,7 +503,7 @@ def run_sequence(
         )
         state, moments = LSTMState(h=h, c=c), {}
     elif fused_backward:
-        names = _fused.SMALL_PARAMS[variant] + (_fused.INPUT_PARAMS[variant] if project else ())
+        names = _fused.SMALL_PARAMS + (_fused.INPUT_PARAMS if project else ())
         small = {k: p[k] for k in names}
         h, c, hs, moments = _fused.fused_scan(
             variant,
