@@ -1,13 +1,15 @@
 r"""Where to compute the input projection x_t @ W_x of an LSTM: before the scan or inside it.
 
-``nprnn.run_sequence`` computes ``xs @ W_x`` for all T steps as one matrix product before the
-``jax.lax.scan`` and scans over the [T, B, 4H] result. On XLA:CPU this measured slower than
-computing ``x_t @ W_x`` inside the scan body (as flax's ``OptimizedLSTMCell`` does), even though
-the hoisted product is one large matmul. This script isolates that choice with two hand-written
-plain LSTMs (same maths, no nprnn code) and, for reference, ``nprnn.run_sequence`` with the
-``lstm`` variant, and times the forward pass and ``jax.grad`` of a mean-square loss.
+Hoisting computes ``xs @ W_x`` for all T steps as one matrix product before ``jax.lax.scan`` and
+scans over the [T, B, 4H] result; the alternative computes ``x_t @ W_x`` inside the scan body (as
+flax's ``OptimizedLSTMCell`` does). On XLA:CPU the hoisted layout measured slower although its
+product is one large matmul, which is why ``nprnn.run_sequence(..., hoist_input=None)`` projects
+inside the loop on the CPU. This script isolates that choice with two hand-written plain LSTMs
+(same maths, no nprnn code) and, for reference, ``nprnn.run_sequence`` with the ``lstm`` variant
+and its default, and times the forward pass and ``jax.grad`` of a mean-square loss.
 
-Timing as in ``step_time.py``: compile and warm-up excluded, round-robin over the functions,
+Timing as in ``step_time.py`` (its ``time_round_robin``, allocator tuned): compile and warm-up
+excluded, round-robin over the functions, each timed call right after an untimed one,
 ``jax.block_until_ready``, median and interquartile range of ``--repeats`` calls.
 
 Usage:
@@ -18,11 +20,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from step_time import parse_sizes, time_round_robin  # benchmarks/ is on sys.path
 
 import nprnn
 
@@ -81,11 +83,11 @@ def nprnn_lstm(params, xs):
 def main(argv=None) -> None:
     """Times the three layouts at every size and prints a Markdown table."""
     args = parse_args(argv)
+    nprnn.tune_host_allocator()  # before the first JAX computation, as step_time.py
     print(f"jax {jax.__version__}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     print("| H, D, B, T | function | forward ms (IQR) | grad ms (IQR) |")
     print("|---|---|---|---|")
-    for item in args.sizes.split(","):
-        hidden, inputs, batch, steps = (int(v) for v in item.lower().split("x"))
+    for hidden, inputs, batch, steps in parse_sizes(args.sizes):
         key_p, key_x = jax.random.split(jax.random.key(0))
         params, _ = nprnn.init_params(key_p, input_size=inputs, hidden_size=hidden, variant="lstm")
         xs = jax.random.normal(key_x, (steps, batch, inputs))
@@ -95,18 +97,10 @@ def main(argv=None) -> None:
             grad = jax.jit(jax.grad(lambda p, x, fn=fn: jnp.mean(fn(p, x) ** 2)))
             calls[(name, "fwd")] = lambda f=fwd, p=params, x=xs: f(p, x)
             calls[(name, "grad")] = lambda g=grad, p=params, x=xs: g(p, x)
-        for call in calls.values():
-            for _ in range(3):
-                jax.block_until_ready(call())
-        times = {k: [] for k in calls}
-        for _ in range(args.repeats):
-            for k, call in calls.items():
-                start = time.perf_counter()
-                jax.block_until_ready(call())
-                times[k].append(1e3 * (time.perf_counter() - start))
+        times, _ = time_round_robin(calls, args.repeats, warmup=2, untimed_before=1)
 
         def cell(name, mode, times=times):
-            t = np.asarray(times[(name, mode)])
+            t = 1e3 * np.asarray(times[(name, mode)])
             q25, q75 = np.percentile(t, [25, 75])
             return f"{np.median(t):.1f} ({q25:.1f}-{q75:.1f})"
 

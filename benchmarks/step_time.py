@@ -342,10 +342,34 @@ def torch_available() -> bool:
 # Measurement.
 
 
-def _time_call(fn) -> float:
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    return time.perf_counter() - start
+def time_round_robin(calls: dict, repeats: int, warmup: int, untimed_before: int = 0):
+    """Times zero-argument functions in turn, so that a change of machine load hits all alike.
+
+    Args:
+      calls: ``{name: fn}``; each ``fn()`` returns JAX arrays (or None), waited for with
+        ``jax.block_until_ready``.
+      repeats: rounds; each times one call of every function.
+      warmup: untimed calls of each function after its first (compiling) call.
+      untimed_before: untimed calls of a function right before each of its timed calls.
+
+    Returns:
+      ``{name: [seconds, ...]}`` and ``{name: seconds of the compiling and warm-up calls}``.
+    """
+    setup = {}
+    for name, fn in calls.items():
+        start = time.perf_counter()
+        for _ in range(1 + warmup):  # the first call compiles
+            jax.block_until_ready(fn())
+        setup[name] = time.perf_counter() - start
+    times = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, fn in calls.items():
+            for _ in range(untimed_before):
+                jax.block_until_ready(fn())
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            times[name].append(time.perf_counter() - start)
+    return times, setup
 
 
 def benchmark_size(size, models, modes, args):
@@ -367,7 +391,7 @@ def benchmark_size(size, models, modes, args):
         "targets": jax.random.randint(key_t, (steps, batch), 0, args.vocab),
         "key": key_p,
     }
-    calls, setup = {}, {}
+    calls = {}
     for model in models:
         if model == FLAX:
             fns = build_flax(size, data, args.optimizer, args.vocab)
@@ -376,21 +400,11 @@ def benchmark_size(size, models, modes, args):
         else:
             fns = build_nprnn(model, size, data, args.optimizer, args.vocab)
         for mode in modes:
-            start = time.perf_counter()
-            for _ in range(1 + args.warmup):  # the first call compiles
-                jax.block_until_ready(fns[mode]())
-            setup[(model, mode)] = time.perf_counter() - start
             calls[(model, mode)] = fns[mode]
-    times = {k: [] for k in calls}
-    for _ in range(args.repeats):
-        for k, fn in calls.items():
-            # An untimed call of the same model first: a training loop calls the same step
-            # back to back, and the previous model's threads (torch's OpenMP workers spin after
-            # a parallel region) no longer compete with the timed call.
-            for _ in range(args.untimed_before):
-                jax.block_until_ready(fn())
-            times[k].append(_time_call(fn))
-    return times, setup
+    # Each timed call right after an untimed call of the same model: a training loop calls the
+    # same step back to back, and the previous model's threads (torch's OpenMP workers spin after
+    # a parallel region) no longer compete with the timed call.
+    return time_round_robin(calls, args.repeats, args.warmup, args.untimed_before)
 
 
 def summarize(size, times, setup, peak_gflops, vocab):
