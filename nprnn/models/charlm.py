@@ -54,8 +54,8 @@ class CharLMConfig:
         output_dropout: dropout rate on h^L_t before the softmax (training only).
         recurrent_dropout: dropout rate on the cell candidate of every layer (training only).
         input_norm: "batch data normalization" of x_t (Table 2).
-      matmul_dtype: mixed precision: dtype name of the cells' matrix products ("bfloat16"), or
-        None for full precision (see ``nprnn.run_sequence``).
+        matmul_dtype: mixed precision: dtype name of the cells' matrix products ("bfloat16"),
+            or None for full precision (see ``nprnn.run_sequence``).
     """
 
     variant: str
