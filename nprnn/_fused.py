@@ -112,12 +112,14 @@ def _fwd(variant, training, project, w_x, w_h, small, bn_stats, h0, c0, seq, ts,
     return out, (w_x, w_h, small, bn_stats, seq, ts, masks, valid, saved)
 
 
-def _flat_outer(a, b, dtype):
+def _flat_outer(a, b, dtype, cast=True):
     """``sum over all leading axes of a^T b`` as one 2-D product (XLA:CPU runs it faster than
-    the equivalent einsum over two contracting axes), accumulated in ``b``'s dtype."""
+    the equivalent einsum over two contracting axes) of operands in ``dtype``, accumulated in
+    ``b``'s dtype and returned in ``dtype`` (``cast=False``: in the accumulation dtype)."""
     a2 = a.reshape(-1, a.shape[-1]).astype(dtype)
     b2 = b.reshape(-1, b.shape[-1]).astype(dtype)
-    return jnp.matmul(a2.T, b2, preferred_element_type=b.dtype).astype(dtype)
+    out = jnp.matmul(a2.T, b2, preferred_element_type=b.dtype)
+    return out.astype(dtype) if cast else out
 
 
 def _sum_to(x, shape):
@@ -276,7 +278,10 @@ def _gated_bwd(project, residuals, cotangents):
     # One product with inner dimension T*B for each weight gradient. h_{t-1} is the output of
     # step t - 1 (h0 at t = 0) wherever dz_t is non-zero: padding only ever follows the valid
     # steps, and a padded step has dz_t = 0.
-    dw_h = _flat_outer(hs[:-1], dzs[1:], w_h.dtype) + _flat_outer(h0, dzs[0], w_h.dtype)
+    dw_h = (
+        _flat_outer(hs[:-1], dzs[1:], w_h.dtype, cast=False)
+        + _flat_outer(h0, dzs[0], w_h.dtype, cast=False)
+    ).astype(w_h.dtype)  # summed before the cast: one rounding under mixed precision
     if project:
         dw_x = _flat_outer(seq, dzs, w_x.dtype)
         db = _sum_to(dzs, b.shape)
