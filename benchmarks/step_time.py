@@ -11,7 +11,9 @@ random integer targets. For each size (H, D, B, T) and each model it measures:
 * ``infer``: the forward pass to the logits, jitted. batchnorm runs in inference mode with
   population statistics (``nprnn.init_bn_stats`` with ``max_steps = T``).
 
-The models are the variants of :data:`nprnn.VARIANTS` (``nprnn.run_sequence``) and, for
+The models are the variants of :data:`nprnn.VARIANTS` (``nprnn.run_sequence``), each also with
+mixed-precision matrix products as ``<variant>@<dtype>`` (e.g. ``normprop@bfloat16``: the
+``matmul_dtype`` of ``run_sequence``; state, gates and head stay float32), and, for
 comparison, flax's ``nn.RNN(nn.OptimizedLSTMCell(H))`` with the same head (``flax_lstm``), plus
 PyTorch's ``nn.LSTM`` with ``nn.Linear`` (``torch_lstm``, eager; cuDNN when JAX runs on a GPU
 and torch sees CUDA, else CPU) when ``torch`` can be imported (an optional dependency, never
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import platform
@@ -89,8 +92,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--variants",
         default=",".join((*nprnn.VARIANTS, FLAX, TORCH)),
-        help=f"comma-separated models among {(*nprnn.VARIANTS, FLAX, TORCH)}; "
-        f"{TORCH} is skipped when torch is not importable",
+        help=f"comma-separated models among {(*nprnn.VARIANTS, FLAX, TORCH)}, and "
+        "<variant>@<dtype> (e.g. normprop@bfloat16) for an nprnn variant with mixed-precision "
+        f"matmuls; {TORCH} is skipped when torch is not importable",
     )
     parser.add_argument("--modes", default="train,infer", help="comma-separated: train, infer")
     parser.add_argument(
@@ -195,7 +199,32 @@ def _with_optimizer(loss_fn, params, optimizer: str):
     return jax.jit(step), tx.init(params)
 
 
-def build_nprnn(variant, size, data, optimizer, vocab):
+def parse_model(name: str) -> tuple[str, str | None]:
+    """``"normprop@bfloat16"`` -> ``("normprop", "bfloat16")``; ``"lstm"`` -> ``("lstm", None)``.
+
+    Raises:
+      ValueError: an unknown model, a dtype suffix on flax or torch, or a dtype that is not a
+        floating-point type.
+    """
+    model, _, dtype = name.partition("@")
+    if model not in (*nprnn.VARIANTS, FLAX, TORCH):
+        raise ValueError(
+            f"unknown model {name!r}; expected one of {(*nprnn.VARIANTS, FLAX, TORCH)}"
+        )
+    if not dtype:
+        return model, None
+    if model not in nprnn.VARIANTS:
+        raise ValueError(f"{name!r}: a matmul dtype only applies to the nprnn variants")
+    try:
+        floating = jnp.issubdtype(jnp.dtype(dtype), jnp.floating)
+    except TypeError:
+        floating = False
+    if not floating:
+        raise ValueError(f"{name!r}: {dtype!r} is not a floating-point dtype name")
+    return model, dtype
+
+
+def build_nprnn(variant, size, data, optimizer, vocab, matmul_dtype=None):
     """Train and inference callables for one nprnn variant.
 
     Args:
@@ -204,6 +233,7 @@ def build_nprnn(variant, size, data, optimizer, vocab):
       data: dict with ``xs`` [T, B, D], ``targets`` [T, B] and ``key``.
       optimizer: "none" or "adam".
       vocab: V.
+      matmul_dtype: ``run_sequence``'s mixed-precision dtype name (None: float32 throughout).
 
     Returns:
       ``{"train": callable, "infer": callable}``.
@@ -219,16 +249,15 @@ def build_nprnn(variant, size, data, optimizer, vocab):
     }
     state = nprnn.init_state(batch, hidden)
     bn_stats = nprnn.init_bn_stats(hidden, steps) if variant == "batchnorm" else None
+    run = functools.partial(nprnn.run_sequence, variant=variant, matmul_dtype=matmul_dtype)
 
     def loss_fn(p, consts, state, xs, targets):
-        _, hs = nprnn.run_sequence(p["lstm"], consts, state, xs, variant=variant, training=True)
+        _, hs = run(p["lstm"], consts, state, xs, training=True)
         return _cross_entropy(hs @ p["w_out"], targets)
 
     @jax.jit
     def infer(p, consts, state, xs, bn_stats):
-        _, hs = nprnn.run_sequence(
-            p["lstm"], consts, state, xs, variant=variant, training=False, bn_stats=bn_stats
-        )
+        _, hs = run(p["lstm"], consts, state, xs, training=False, bn_stats=bn_stats)
         return hs @ p["w_out"]
 
     step, opt_state = _with_optimizer(loss_fn, trainable, optimizer)
@@ -393,12 +422,13 @@ def benchmark_size(size, models, modes, args):
     }
     calls = {}
     for model in models:
-        if model == FLAX:
+        name, matmul_dtype = parse_model(model)
+        if name == FLAX:
             fns = build_flax(size, data, args.optimizer, args.vocab)
-        elif model == TORCH:
+        elif name == TORCH:
             fns = build_torch(size, data, args.optimizer, args.vocab, args.torch_threads)
         else:
-            fns = build_nprnn(model, size, data, args.optimizer, args.vocab)
+            fns = build_nprnn(name, size, data, args.optimizer, args.vocab, matmul_dtype)
         for mode in modes:
             calls[(model, mode)] = fns[mode]
     # Each timed call right after an untimed call of the same model: a training loop calls the
@@ -497,16 +527,18 @@ def environment() -> dict:
 def main(argv=None) -> None:
     """Runs the benchmark and prints the tables."""
     args = parse_args(argv)
-    if args.repeats < 1:
-        raise ValueError("--repeats must be >= 1")
-    sizes = parse_sizes(args.sizes)
-    modes = [m.strip() for m in args.modes.split(",")]
-    if not set(modes) <= {"train", "infer"}:
-        raise ValueError(f"--modes must be among train, infer; got {modes}")
-    models = [m.strip() for m in args.variants.split(",")]
-    unknown = set(models) - {*nprnn.VARIANTS, FLAX, TORCH}
-    if unknown:
-        raise ValueError(f"unknown models {sorted(unknown)}")
+    try:  # bad flags: one line naming the problem, not a traceback
+        if args.repeats < 1:
+            raise ValueError("--repeats must be >= 1")
+        sizes = parse_sizes(args.sizes)
+        modes = [m.strip() for m in args.modes.split(",")]
+        if not set(modes) <= {"train", "infer"}:
+            raise ValueError(f"--modes must be among train, infer; got {modes}")
+        models = [m.strip() for m in args.variants.split(",")]
+        for model in models:
+            parse_model(model)
+    except ValueError as e:
+        raise SystemExit(f"step_time.py: error: {e}") from None
     if TORCH in models and not torch_available():
         print(f"torch is not importable: skipping {TORCH}")
         models.remove(TORCH)

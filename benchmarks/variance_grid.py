@@ -13,6 +13,7 @@ compiled once and reused for all triples.
 
 Usage:
   .venv/bin/python benchmarks/variance_grid.py --out=/tmp/variance_grid.md
+  .venv/bin/python benchmarks/variance_grid.py --matmul_dtype=bfloat16 --out=/tmp/vg_bf16.md
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--methods", default="analytic,simulated", help="comma-separated variance methods"
     )
+    parser.add_argument(
+        "--matmul_dtype",
+        default="",
+        help="mixed precision: run_sequence's matmul_dtype (e.g. bfloat16); empty: float32",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of init_params")
     parser.add_argument("--input_seed", type=int, default=1, help="seed of the inputs x_t")
     parser.add_argument("--out", default="/tmp/variance_grid.md", help="Markdown table output")
@@ -60,12 +66,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def make_runner(hidden_size: int, batch_size: int):
+def make_runner(hidden_size: int, batch_size: int, matmul_dtype: str | None = None):
     """Returns a jitted ``(params, consts, xs) -> Var[h_t]`` ([T]) for the normprop variant.
 
     Args:
       hidden_size: H.
       batch_size: B.
+      matmul_dtype: ``run_sequence``'s mixed-precision dtype name (None: float32 throughout).
 
     Returns:
       A jitted function; the gammas live in ``params`` and the constants in ``consts``, so one
@@ -75,7 +82,9 @@ def make_runner(hidden_size: int, batch_size: int):
     @jax.jit
     def per_step_variance(params, consts, xs):
         state = nprnn.init_state(batch_size, hidden_size)
-        _, hs = nprnn.run_sequence(params, consts, state, xs, variant="normprop")
+        _, hs = nprnn.run_sequence(
+            params, consts, state, xs, variant="normprop", matmul_dtype=matmul_dtype
+        )
         return jnp.var(hs, axis=(1, 2))
 
     return per_step_variance
@@ -151,12 +160,22 @@ def markdown_table(rows, methods) -> str:
 def main(argv=None) -> None:
     """Runs the grid and prints / writes the table."""
     args = parse_args(argv)
+    if args.matmul_dtype:
+        try:
+            floating = jnp.issubdtype(jnp.dtype(args.matmul_dtype), jnp.floating)
+        except TypeError:
+            floating = False
+        if not floating:
+            raise SystemExit(
+                f"variance_grid.py: error: --matmul_dtype={args.matmul_dtype!r} is "
+                "not a floating-point dtype name"
+            )
     values = [float(v) for v in args.gammas.split(",")]
     methods = [m.strip() for m in args.methods.split(",")]
     xs = jax.random.normal(
         jax.random.key(args.input_seed), (args.steps, args.batch_size, args.input_size)
     )
-    run = make_runner(args.hidden_size, args.batch_size)
+    run = make_runner(args.hidden_size, args.batch_size, args.matmul_dtype or None)
     rows = []
     start_all = time.perf_counter()
     for gammas in itertools.product(values, repeat=3):
@@ -189,7 +208,8 @@ def main(argv=None) -> None:
     header = (
         f"Var[h_t] over batch and units, t >= {args.burn_in} of T = {args.steps}; normprop at "
         f"initialization, H = {args.hidden_size}, D = {args.input_size}, B = {args.batch_size}, "
-        f"x_t ~ N(0, 1); init_params seed {args.seed}. Total {elapsed:.0f} s.\n\n"
+        f"x_t ~ N(0, 1); init_params seed {args.seed}; matmuls in "
+        f"{args.matmul_dtype or 'float32'}. Total {elapsed:.0f} s.\n\n"
     )
     print()
     print(header + table)
