@@ -199,6 +199,18 @@ def _with_optimizer(loss_fn, params, optimizer: str):
     return jax.jit(step), tx.init(params)
 
 
+def check_float_dtype(name: str) -> str:
+    """Returns ``name`` if it names a floating-point dtype (``"bfloat16"``), else raises
+    ValueError."""
+    try:
+        floating = jnp.issubdtype(jnp.dtype(name), jnp.floating)
+    except TypeError:
+        floating = False
+    if not floating:
+        raise ValueError(f"{name!r} is not a floating-point dtype name")
+    return name
+
+
 def parse_model(name: str) -> tuple[str, str | None]:
     """``"normprop@bfloat16"`` -> ``("normprop", "bfloat16")``; ``"lstm"`` -> ``("lstm", None)``.
 
@@ -216,12 +228,9 @@ def parse_model(name: str) -> tuple[str, str | None]:
     if model not in nprnn.VARIANTS:
         raise ValueError(f"{name!r}: a matmul dtype only applies to the nprnn variants")
     try:
-        floating = jnp.issubdtype(jnp.dtype(dtype), jnp.floating)
-    except TypeError:
-        floating = False
-    if not floating:
-        raise ValueError(f"{name!r}: {dtype!r} is not a floating-point dtype name")
-    return model, dtype
+        return model, check_float_dtype(dtype)
+    except ValueError as e:
+        raise ValueError(f"{name!r}: {e}") from None
 
 
 def build_nprnn(variant, size, data, optimizer, vocab, matmul_dtype=None):

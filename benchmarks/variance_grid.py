@@ -27,6 +27,7 @@ import warnings
 import jax
 import jax.numpy as jnp
 import numpy as np
+from step_time import check_float_dtype  # benchmarks/ is on sys.path
 
 import nprnn
 
@@ -162,14 +163,9 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.matmul_dtype:
         try:
-            floating = jnp.issubdtype(jnp.dtype(args.matmul_dtype), jnp.floating)
-        except TypeError:
-            floating = False
-        if not floating:
-            raise SystemExit(
-                f"variance_grid.py: error: --matmul_dtype={args.matmul_dtype!r} is "
-                "not a floating-point dtype name"
-            )
+            check_float_dtype(args.matmul_dtype)
+        except ValueError as e:
+            raise SystemExit(f"variance_grid.py: error: --matmul_dtype: {e}") from None
     values = [float(v) for v in args.gammas.split(",")]
     methods = [m.strip() for m in args.methods.split(",")]
     xs = jax.random.normal(
