@@ -9,9 +9,7 @@ recurrence. This module does the same, in two forms:
 * ``gated_scan`` (lstm, weightnorm, normprop: no statistics inside the step). The forward saves
   the gate activations and ``c_{t-1}`` of every step, as fused kernels keep them in their
   workspace; the backward step is the LSTM's derivative in closed form (a few multiplies, no
-  recomputed sigmoid of the gates) and one product ``dh_{t-1} = dz_t W_h^T``. The four gates
-  are activated by one expression over all 4H columns (``_gate_scale``), and their derivatives
-  formed the same way, so that XLA:CPU emits fewer element-wise kernels per step.
+  recomputed sigmoid of the gates) and one product ``dh_{t-1} = dz_t W_h^T``.
 * ``fused_scan`` (layernorm, batchnorm: statistics inside the step). The forward saves ``h_{t-1}``,
   ``c_{t-1}`` and ``hw_t = h_{t-1} W_h``; the backward recomputes the element-wise part of each
   step from them (``jax.vjp`` of ``cells._cell_update``: no matrix product), which covers the
@@ -178,25 +176,17 @@ fused_scan.defvjp(_fwd, _bwd)
 GATED = ("lstm", "weightnorm", "normprop")
 
 
-def _gate_scale(hidden, dtype):
-    """``s`` [4H] such that ``s * tanh(s * z) + 1 - s`` activates all four gates at once:
-    ``sigma(z) = tanh(z / 2) / 2 + 1 / 2`` for i, f, o (``s = 1/2``) and ``tanh(z)`` for g
-    (``s = 1``). Its derivative is ``s^2 (1 - tanh^2) = (1 - a)(a + 2 s - 1)`` in terms of the
-    activation ``a``. One expression over the 4H columns is one element-wise kernel on XLA:CPU,
-    where a sigmoid and a tanh on slices and their concatenation were three."""
-    return jnp.concatenate([jnp.full((3 * hidden,), 0.5, dtype), jnp.ones((hidden,), dtype)])
-
-
 def _gated_forward(project, w_x, w_h, b, scales, h0, c0, seq, masks, valid):
     hidden = h0.shape[-1]
-    s = _gate_scale(hidden, h0.dtype)
 
     def body(carry, inputs):
         h_prev, c_prev = carry
         v, mask, ok = inputs
         zx = _matmul(v, w_x) + b if project else v
         z = zx + _matmul(h_prev, w_h)  # the order of the reference path: same rounding
-        acts = s * jnp.tanh(s * z) + (1.0 - s)  # i, f, o, g
+        acts = jnp.concatenate(  # i, f, o, g
+            [jax.nn.sigmoid(z[..., : 3 * hidden]), jnp.tanh(z[..., 3 * hidden :])], axis=-1
+        )
         i, f, o, g = jnp.split(acts, 4, axis=-1)
         c = i * (g if mask is None else g * mask) + f * c_prev
         if scales is None:
@@ -232,7 +222,6 @@ def _gated_bwd(project, residuals, cotangents):
     dh_T, dc_T, dhs = cotangents
     w_h_t = w_h.T
     zero_scales = None if scales is None else jax.tree.map(jnp.zeros_like, scales)
-    shift = 2.0 * _gate_scale(h0.shape[-1], h0.dtype) - 1.0  # d act / dz = (1 - a)(a + shift)
 
     def body(carry, inputs):
         dh, dc, dscales = carry
@@ -264,8 +253,14 @@ def _gated_bwd(project, residuals, cotangents):
             )
             dc = dc + dpre * c_scale
         dg = dc * i if mask is None else dc * i * mask
-        dz = jnp.concatenate([dc * gm, dc * c_prev, do, dg], axis=-1) * (
-            (1.0 - acts) * (acts + shift)
+        dz = jnp.concatenate(
+            [
+                dc * gm * i * (1.0 - i),
+                dc * c_prev * f * (1.0 - f),
+                do * o * (1.0 - o),
+                dg * (1.0 - g * g),
+            ],
+            axis=-1,
         )
         dh_prev = _matmul(dz, w_h_t)
         dc_prev = dc * f

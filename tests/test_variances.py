@@ -126,25 +126,16 @@ def unit_variance_run(gammas, variance_method):
 
 
 def test_unit_variance_at_init_with_simulated_constants():
-    """For every triple of {0.5, 1, 2}^3, over t >= 50: the stationary level, the mean of
-    Var[h_t] over t, in [0.98, 1.02], and every Var[h_t] in [0.85, 1.15].
-
-    Var[h_t] is the variance over 128 x 256 samples at one step; where the recurrence dominates
-    (gamma_h = 2, gamma_c = 0.5) it wanders around its level over time, and the extremes of one
-    trajectory depend on the draw and on float rounding. Measured in float32 at (0.5, 2, 0.5)
-    over 6 (parameter, input) seed pairs and two formulations of the gates (logistic, and
-    tanh(z/2)/2 + 1/2): per-step extremes 0.887-1.115, time means 0.990-1.016; over all 27
-    triples and 3 seed pairs (the tanh form): time means 0.994-1.013."""
+    """Var[h_t] in [0.9, 1.1] for every t >= 50 and every triple of {0.5, 1, 2}^3."""
     failures = []
     with jax.enable_x64(False):  # the float32 setting users train in (and 2x faster)
         for gammas in GRID:
             variances = unit_variance_run(gammas, "simulated")
-            level, low, high = (float(f(variances)) for f in (np.mean, np.min, np.max))
-            if not (0.98 <= level <= 1.02 and low >= 0.85 and high <= 1.15):
-                failures.append((gammas, level, low, high))
+            if not (variances.min() >= 0.9 and variances.max() <= 1.1):
+                failures.append((gammas, float(variances.min()), float(variances.max())))
         if hasattr(output_variance_per_step, "_cache_size"):  # (a private jax API)
             assert output_variance_per_step._cache_size() == 1  # one compilation for all 27
-    assert not failures, f"(gammas, mean, min, max of Var[h_t]) out of bounds: {failures}"
+    assert not failures, f"(gammas, min Var[h_t], max Var[h_t]) out of [0.9, 1.1]: {failures}"
 
 
 def test_unit_variance_at_init_with_analytic_constants():
