@@ -24,7 +24,7 @@ import sys
 
 from absl import app, flags
 
-from nprnn import evaluation
+from nprnn import evaluation, gradient_flow, paper, plots, reports, runs
 from nprnn.data import DataError
 from nprnn.host import tune_host_allocator
 
@@ -64,7 +64,11 @@ _INPUT_STD = flags.DEFINE_float(
 )
 
 
-def _run_one() -> None:
+def _runs() -> list:
+    return runs.resolve_runs(_RUNS.value, _RUNS_GLOB.value)
+
+
+def _evaluate_one() -> str:
     record = evaluation.evaluate_run(
         _WORKDIR.value,
         _SPLIT.value,
@@ -73,46 +77,41 @@ def _run_one() -> None:
         seed=_SEED.value,
         num_samples=_NUM_SAMPLES.value,
     )
-    where = f"{record['split']}" + (f" ({record['protocol']})" if record["protocol"] else "")
-    partial = f", first {record['max_batches']} batches" if record["max_batches"] else ""
-    shown = {k: v for k, v in record["metrics"].items() if k != "count"}
-    print(f"{record['task']} {record['variant']} step {record['step']}: {where}{partial}: {shown}")
-    if "sample" in record:
-        print("sample:\n" + record["sample"])
-    for path in record.get("images", []):
-        print(f"wrote {path}")
-    print(f"wrote {record['path']}")
+    return evaluation.format_record(record)
 
 
-def _runs() -> list:
-    return evaluation.resolve_runs(_RUNS.value, _RUNS_GLOB.value)
-
-
-def _table() -> None:
-    text = evaluation.assemble_table(
+def _table() -> str:
+    text = reports.assemble_table(
         int(_TABLE.value),
         _runs(),
         evaluate=not _NO_EVAL.value,
         max_batches=_MAX_BATCHES.value or None,
     )
-    print(text)
     if _OUT.value:
         pathlib.Path(_OUT.value).write_text(text)
-        print(f"wrote {_OUT.value}")
+        text += f"\nwrote {_OUT.value}"
+    return text
 
 
-def _figure1() -> None:
-    from nprnn import gradient_flow as gf
-
+def _figure1() -> str:
     low, high = (float(v) for v in _GAMMA_RANGE.value)
-    config = gf.FlowConfig(
+    config = gradient_flow.FlowConfig(
         hidden_size=_HIDDEN.value,
         batch_size=_BATCH.value,
         steps=_STEPS.value,
         input_std=_INPUT_STD.value,
         seed=_SEED.value,
     )
-    print(gf.figure1_report(config, num=_GRID.value, low=low, high=high, out_dir=_OUT_DIR.value))
+    return reports.figure1_report(
+        config, num=_GRID.value, low=low, high=high, out_dir=_OUT_DIR.value
+    )
+
+
+def _learning_curves() -> str:
+    figure = int(_FIGURE.value)
+    metric, title = paper.FIGURE_CURVES[figure]
+    out = _OUT.value or f"runs/figure{figure}.png"
+    return f"wrote {plots.plot_learning_curves(_runs(), out, metric=metric, title=title)}"
 
 
 def main(argv):
@@ -123,21 +122,14 @@ def main(argv):
         raise app.UsageError("give exactly one of --workdir, --table, --figure")
     if _TUNE_ALLOCATOR.value:  # before the first JAX computation
         tune_host_allocator()
+    if _WORKDIR.value:
+        mode = _evaluate_one
+    elif _TABLE.value:
+        mode = _table
+    else:
+        mode = _figure1 if _FIGURE.value == "1" else _learning_curves
     try:
-        if _WORKDIR.value:
-            _run_one()
-        elif _TABLE.value:
-            _table()
-        elif _FIGURE.value == "1":
-            _figure1()
-        else:
-            figure = int(_FIGURE.value)
-            out = _OUT.value or f"runs/figure{figure}.png"
-            title = {2: "Figure 2: char-level PTB", 3: "Figure 3: DRAW on binarized MNIST"}[figure]
-            path = evaluation.plot_learning_curves(
-                _runs(), out, metric="bpc" if figure == 2 else "nats", title=title
-            )
-            print(f"wrote {path}")
+        print(mode())
     except (FileNotFoundError, ValueError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -1,4 +1,9 @@
-"""Gradient flow through the Normalized LSTM at initialization (section 4, Figure 1).
+"""Gradient flow through the Normalized LSTM at initialization (section 4, Figure 1); imports nprnn.
+
+The measurement, and :func:`critical_gammas`, the edge-of-stability search that training uses
+for ``model.gamma_init="critical"``. The heatmaps are :func:`nprnn.plots.plot_figure1`, the
+text summary :func:`nprnn.reports.figure1_report`. Only the package's public API (:mod:`nprnn`)
+is imported, so that :mod:`nprnn.tasks` can import this module.
 
 The paper's section 4 shows that the one-step Jacobian ``dh_t / dh_{t-1}`` (eq. 26) of the
 Normalized LSTM is scaled by ``gamma_h`` and by ``gamma_c / sqrt(Var[c])``, and that the gammas
@@ -65,7 +70,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import pathlib
 import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -85,8 +89,6 @@ __all__ = [
     "figure1_study",
     "crossings",
     "critical_gammas",
-    "plot_figure1",
-    "figure1_report",
 ]
 
 #: The quantities :func:`flow_metrics` returns for every grid point, besides ``var_c``.
@@ -453,166 +455,3 @@ def critical_gammas(
         var_h=float(point["var_h"][0]),
         bracketed=bracketed,
     )
-
-
-_TITLES = {
-    "one_step_rms": "one-step ||dh_t/dh_{t-1}||_F / sqrt(H)",
-    "one_step_spectral": "one-step spectral norm ||dh_t/dh_{t-1}||_2",
-    "growth": "gradient growth per step (T = <T>, geometric mean)",
-    "growth_state": "gradient growth per step, whole state (T = <T>)",
-    "var_h": "stationary Var[h_t]",
-}
-
-# The gammas the paper uses: (gamma_x, gamma_h, gamma_c) and a label (section 5).
-_PAPER_POINTS = ((2.0, 2.0, 1.0, "PTB (2, 2, 1)"), (0.5, 0.5, 0.5, "DRAW (0.5, 0.5, 0.5)"))
-
-
-def plot_figure1(
-    study: dict,
-    out_dir: str | pathlib.Path,
-    metrics: Sequence[str] = ("one_step_rms", "one_step_spectral", "growth", "var_h"),
-) -> list[pathlib.Path]:
-    """Heatmaps of a :func:`figure1_study`, one PNG per metric, one panel per gamma_c.
-
-    Log colour scale centred on 1 (a diverging map: red above 1, blue below), gamma_x on the
-    x-axis and gamma_h on the y-axis (both logarithmic), a black contour where the value is 1,
-    and markers at the paper's gammas whose gamma_c matches the panel.
-
-    Args:
-      study: from :func:`figure1_study`.
-      out_dir: directory for ``figure1_<metric>.png`` (created if needed).
-      metrics: which metrics to draw.
-
-    Returns:
-      The paths written.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.colors as mcolors
-    import matplotlib.pyplot as plt
-
-    out_dir = pathlib.Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    gx, gh = study["gamma_x"], study["gamma_h"]
-    steps = study.get("config", {}).get("steps", "?")
-    paths = []
-    for metric in metrics:
-        values = np.asarray(study[metric])
-        finite = values[np.isfinite(values) & (values > 0)]
-        span = float(np.max(np.abs(np.log10(finite)))) if finite.size else 1.0
-        span = max(span, 0.05)
-        norm = mcolors.LogNorm(vmin=10**-span, vmax=10**span)
-        ncol = len(study["gamma_c"])
-        fig, axes = plt.subplots(
-            1, ncol, figsize=(5.0 * ncol + 1.2, 4.6), squeeze=False, layout="constrained"
-        )
-        image = None
-        for k, gc in enumerate(study["gamma_c"]):
-            ax = axes[0, k]
-            image = ax.pcolormesh(gx, gh, values[k], norm=norm, cmap="RdBu_r", shading="nearest")
-            level = np.log(np.clip(values[k], 1e-300, None))
-            if level.min() < 0 < level.max():
-                ax.contour(gx, gh, level, levels=[0.0], colors="k", linewidths=1.5)
-            for px, ph, pc, label in _PAPER_POINTS:
-                if math.isclose(pc, gc):
-                    ax.plot(px, ph, marker="*", color="gold", markeredgecolor="k", markersize=14)
-                    ax.annotate(
-                        label, (px, ph), textcoords="offset points", xytext=(-8, 8), ha="right"
-                    )
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_xlabel("gamma_x")
-            ax.set_ylabel("gamma_h")
-            ax.set_title(f"gamma_c = {gc:g}")
-        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.9)
-        fig.suptitle(_TITLES.get(metric, metric).replace("<T>", str(steps)) + " (contour: 1)")
-        path = out_dir / f"figure1_{metric}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
-    return paths
-
-
-def _fmt_crossings(rows: list[tuple[float, float]]) -> str:
-    return ", ".join(f"{gx:.3g}->{'none' if math.isnan(gh) else f'{gh:.3g}'}" for gx, gh in rows)
-
-
-def figure1_report(
-    config: FlowConfig = FlowConfig(),
-    *,
-    num: int = 12,
-    low: float = 0.05,
-    high: float = 4.0,
-    gamma_cs: Sequence[float] = (0.1, 1.0),
-    out_dir: str | pathlib.Path | None = None,
-    vocab_size: int = 50,
-) -> str:
-    """Runs the Figure 1 study, writes its heatmaps and numbers, and returns a text summary.
-
-    The summary gives, for every gamma_c, where the one-step norm and the T-step growth cross 1
-    along gamma_h for each gamma_x of the grid; the measurements at the paper's gammas (PTB
-    (2, 2, 1), DRAW (0.5, 0.5, 0.5)) with ``config.input_std`` and with the char LM's input
-    scale ``1 / sqrt(vocab_size)`` (one-hot times an orthogonal matrix); and the
-    :func:`critical_gammas` triple at gamma_c = 1, gamma_x = 2.
-
-    Args:
-      config: the simulation.
-      num: points per axis.
-      low: smallest gamma.
-      high: largest gamma.
-      gamma_cs: panels.
-      out_dir: where to write ``figure1_<metric>.png`` and ``figure1.json``; None: nowhere.
-      vocab_size: V of the char-LM input scale compared with.
-
-    Returns:
-      The summary text.
-    """
-    import json
-    import time
-
-    start = time.perf_counter()
-    study = figure1_study(gamma_cs, num, low, high, config)
-    elapsed = time.perf_counter() - start
-    lines = [
-        f"Figure 1 study: normprop cell at initialization, H={config.hidden_size}, "
-        f"B={config.batch_size}, burn-in {config.burn_in}, T={config.steps}, "
-        f"input std {config.input_std:g}, {config.variance_method} variance constants; "
-        f"{num}x{num} grid of gamma_x, gamma_h in [{low:g}, {high:g}] for gamma_c in "
-        f"{tuple(float(g) for g in gamma_cs)} ({elapsed:.1f}s).",
-        "one-step norm = mean over examples and probe steps of ||dh_t/dh_{t-1}||_F / sqrt(H) "
-        "(RMS singular value); growth = per-step geometric mean of ||dL/dh_0|| over T steps.",
-    ]
-    for metric in ("one_step_rms", "one_step_spectral", "growth"):
-        for gc, rows in crossings(study, metric).items():
-            lines.append(
-                f"{metric} = 1 at gamma_c={gc:g}, gamma_x->gamma_h: {_fmt_crossings(rows)}"
-            )
-    points = np.array([[2.0, 2.0, 1.0], [0.5, 0.5, 0.5]])
-    names = ("PTB (2, 2, 1)", "DRAW (0.5, 0.5, 0.5)")
-    char_std = 1.0 / math.sqrt(vocab_size)
-    for std in (config.input_std, char_std):
-        cfg = dataclasses.replace(config, input_std=std)
-        out = flow_metrics(points, cfg)
-        for k, name in enumerate(names):
-            lines.append(
-                f"{name}, input std {std:.3g}: one-step {out['one_step_rms'][k]:.3f} "
-                f"(spectral {out['one_step_spectral'][k]:.3f}), growth/step "
-                f"{out['growth'][k]:.3f} (x{out['growth'][k] ** cfg.steps:.3g} over "
-                f"T={cfg.steps}), Var[h] {out['var_h'][k]:.3f}"
-            )
-    for std in (config.input_std, char_std):
-        crit = critical_gammas(1.0, gamma_x=2.0, config=dataclasses.replace(config, input_std=std))
-        lines.append(
-            f"critical gammas (gamma_c=1, gamma_x=2, input std {std:.3g}): "
-            f"(gamma_x, gamma_h, gamma_c) = ({crit.gamma_x:.3g}, {crit.gamma_h:.3g}, "
-            f"{crit.gamma_c:.3g}), growth/step {crit.growth:.3f}, Var[h] {crit.var_h:.3f}"
-        )
-    if out_dir is not None:
-        out_dir = pathlib.Path(out_dir)
-        for path in plot_figure1(study, out_dir):
-            lines.append(f"wrote {path}")
-        data = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in study.items()}
-        (out_dir / "figure1.json").write_text(json.dumps(data) + "\n")
-        lines.append(f"wrote {out_dir / 'figure1.json'}")
-    return "\n".join(lines)

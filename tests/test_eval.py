@@ -1,4 +1,5 @@
-"""Tests of nprnn.evaluation (tables, learning curves) and nprnn.gradient_flow (Figure 1).
+"""Tests of the evaluation modules (nprnn.runs, nprnn.evaluation, nprnn.reports, nprnn.plots)
+and of nprnn.gradient_flow (Figure 1).
 
 No training here: the runs are fake directories with the files a training run writes
 (config.json, metrics.jsonl) and the evaluation files eval.py writes.
@@ -15,7 +16,7 @@ import sys
 import numpy as np
 import pytest
 
-from nprnn import evaluation as ev
+from nprnn import evaluation, plots, reports, runs
 from nprnn import gradient_flow as gf
 from nprnn.configs import base_config
 
@@ -86,7 +87,7 @@ def test_figure1_study_and_heatmaps(tmp_path):
     assert np.all(np.diff(study["growth"], axis=1) > 0)
     rows = gf.crossings(study, "growth")
     assert set(rows) == {0.1, 1.0} and len(rows[1.0]) == 3
-    paths = gf.plot_figure1(study, tmp_path, metrics=("growth", "var_h"))
+    paths = plots.plot_figure1(study, tmp_path, metrics=("growth", "var_h"))
     assert [p.name for p in paths] == ["figure1_growth.png", "figure1_var_h.png"]
     assert all(p.stat().st_size > 1000 for p in paths)
 
@@ -149,7 +150,7 @@ def _eval_file(run, value, *, split="valid", protocol="windows", task="ptb_char"
         "metrics": {"loss": value, metric: value},
         **kw,
     }
-    (run / ev.eval_filename(task, split, protocol)).write_text(json.dumps(record))
+    (run / runs.eval_filename(task, split, protocol)).write_text(json.dumps(record))
 
 
 @pytest.fixture
@@ -164,16 +165,16 @@ def ptb_runs(tmp_path):
 
 
 def test_median_s_per_epoch_ignores_the_compile_line(ptb_runs):
-    records = ev.read_metrics(ptb_runs[0])
-    assert ev.median_s_per_epoch(records) == pytest.approx(
+    records = runs.read_metrics(ptb_runs[0])
+    assert runs.median_s_per_epoch(records) == pytest.approx(
         100.0 * 1.03
     )  # median of 101..104 and 1000
-    assert ev.median_s_per_epoch([{"split": "valid", "bpc": 1.0}]) is None
+    assert runs.median_s_per_epoch([{"split": "valid", "bpc": 1.0}]) is None
 
 
 def test_table1_rows_ratio_and_labels(ptb_runs):
     lstm, norm, ln = ptb_runs
-    rows = ev.table_rows(1, [norm, lstm, ln])
+    rows = reports.table_rows(1, [norm, lstm, ln])
     assert [r.model for r in rows] == [
         "Baseline",
         "Weight Norm",
@@ -196,7 +197,7 @@ def test_table1_rows_ratio_and_labels(ptb_runs):
 
 
 def test_table1_markdown(ptb_runs):
-    text = ev.assemble_table(1, list(ptb_runs))
+    text = reports.assemble_table(1, list(ptb_runs))
     lines = [line for line in text.splitlines() if line.startswith("|")]
     assert len(lines) == 2 + 5
     norm = next(line for line in lines if line.startswith("| Norm Prop |"))
@@ -210,28 +211,28 @@ def test_table1_without_lstm_and_with_fallbacks(tmp_path):
     fallback = _run(tmp_path, "np_noeval", variant="normprop", hidden=128)  # no eval file
     partial = _run(tmp_path, "np_partial", variant="normprop", hidden=128)
     _eval_file(partial, 1.7, max_batches=3)
-    rows = [r for r in ev.table_rows(1, [fallback, partial]) if r.variant]
+    rows = [r for r in reports.table_rows(1, [fallback, partial]) if r.variant]
     assert [r.ours for r in rows] == [2.0, 1.7]  # the last validation line of metrics.jsonl
     assert "training-time validation" in rows[0].note
     assert "first 3 batches" in rows[1].note
     assert all(r.ratio is None for r in rows)
-    assert "no lstm run" in ev.format_table(1, ev.table_rows(1, [partial]))
+    assert "no lstm run" in reports.format_table(1, reports.table_rows(1, [partial]))
 
 
 def test_stale_eval_file_is_not_used_without_a_checkpoint_to_replace_it(tmp_path):
     run = _run(tmp_path, "run", variant="lstm")
     _eval_file(run, 1.9, step=100)
     (run / "checkpoints" / "500").mkdir(parents=True)
-    assert ev.latest_checkpoint_step(run) == 500
+    assert runs.latest_checkpoint_step(run) == 500
     # Without evaluation allowed the stored (older) record is used.
-    record = ev.stored_or_evaluate(run, "valid", "windows", evaluate=False)
+    record = evaluation.stored_or_evaluate(run, "valid", "windows", evaluate=False)
     assert record["step"] == 100
 
 
 def test_table2_and_table3(tmp_path):
     np_run = _run(tmp_path, "np_drop", variant="normprop", hidden=1000)
     _eval_file(np_run, 1.30, split="test", protocol="stream")
-    rows = ev.table_rows(2, [np_run])
+    rows = reports.table_rows(2, [np_run])
     assert len(rows) == 6
     assert rows[-1].model == "Norm Prop LSTM" and rows[-1].ours == 1.30 and rows[-1].paper == 1.262
     assert "not Table 2's regularization" in rows[-1].config
@@ -240,30 +241,60 @@ def test_table2_and_table3(tmp_path):
     bn = _run(tmp_path, "draw_bn", task="draw", variant="batchnorm", hidden=256)
     _eval_file(draw, 95.0, split="test", protocol=None, task="draw")
     _eval_file(bn, 90.0, split="test", protocol=None, task="draw")
-    rows = ev.table_rows(3, [draw, bn])
+    rows = reports.table_rows(3, [draw, bn])
     by = {r.model: r for r in rows}
     assert by["Norm Prop"].ours == 95.0 and by["Norm Prop"].paper == 81.17
     assert "small config (paper: H=256)" in by["Norm Prop"].config
     assert "T=16 (paper: 64)" in by["Norm Prop"].config
     assert by["Batch Norm"].paper is None and by["Batch Norm"].ours == 90.0
-    assert "| 81.17 | 95.00 |" in ev.format_table(3, rows)
+    assert "| 81.17 | 95.00 |" in reports.format_table(3, rows)
     with pytest.raises(ValueError, match="Table 3 needs task 'draw'"):
-        ev.table_rows(3, [np_run])
+        reports.table_rows(3, [np_run])
 
 
 def test_eval_filenames():
-    assert ev.eval_filename("ptb_char", "valid", "windows") == "eval_valid_windows.json"
-    assert ev.eval_filename("text8", "test", "stream") == "eval_test_stream.json"
-    assert ev.eval_filename("draw", "test", "windows") == "eval_test.json"
+    assert runs.eval_filename("ptb_char", "valid", "windows") == "eval_valid_windows.json"
+    assert runs.eval_filename("text8", "test", "stream") == "eval_test_stream.json"
+    assert runs.eval_filename("draw", "test", "windows") == "eval_test.json"
     with pytest.raises(ValueError, match="protocol"):
-        ev.eval_filename("ptb_char", "test", "full")
+        runs.eval_filename("ptb_char", "test", "full")
+
+
+def test_format_record():
+    """What eval.py --workdir prints: the metrics but the count, the sample, the files written."""
+    record = {
+        "task": "ptb_char",
+        "variant": "normprop",
+        "split": "valid",
+        "protocol": "windows",
+        "step": 500,
+        "max_batches": 3,
+        "metrics": {"loss": 1.0, "bpc": 1.5, "count": 10.0},
+        "sample": "abc",
+        "path": "RUN/eval_valid_windows.json",
+    }
+    assert evaluation.format_record(record).splitlines() == [
+        "ptb_char normprop step 500: valid (windows), first 3 batches: {'loss': 1.0, 'bpc': 1.5}",
+        "sample:",
+        "abc",
+        "wrote RUN/eval_valid_windows.json",
+    ]
+    draw = dict(record, task="draw", protocol=None, max_batches=None, images=["a.png"])
+    del draw["sample"]
+    assert evaluation.format_record(draw).splitlines()[0] == (
+        "draw normprop step 500: valid: {'loss': 1.0, 'bpc': 1.5}"
+    )
+    assert evaluation.format_record(draw).splitlines()[1:] == [
+        "wrote a.png",
+        "wrote RUN/eval_valid_windows.json",
+    ]
 
 
 def test_resolve_runs(ptb_runs, tmp_path):
-    runs = ev.resolve_runs(",".join(str(r) for r in ptb_runs[:2]), str(tmp_path / "*"))
-    assert runs[:2] == list(ptb_runs[:2]) and len(runs) == 3
+    found = runs.resolve_runs(",".join(str(r) for r in ptb_runs[:2]), str(tmp_path / "*"))
+    assert found[:2] == list(ptb_runs[:2]) and len(found) == 3
     with pytest.raises(FileNotFoundError):
-        ev.resolve_runs(str(tmp_path / "nope"))
+        runs.resolve_runs(str(tmp_path / "nope"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -271,15 +302,15 @@ def test_resolve_runs(ptb_runs, tmp_path):
 
 
 def test_learning_curves_png(ptb_runs, tmp_path):
-    out = ev.plot_learning_curves(list(ptb_runs), tmp_path / "fig" / "figure2.png")
+    out = plots.plot_learning_curves(list(ptb_runs), tmp_path / "fig" / "figure2.png")
     assert out.exists() and out.stat().st_size > 5000
     with pytest.raises(ValueError, match="nats"):
-        ev.plot_learning_curves(list(ptb_runs), tmp_path / "x.png", metric="nats")
+        plots.plot_learning_curves(list(ptb_runs), tmp_path / "x.png", metric="nats")
 
 
 def test_draw_images(tmp_path):
     canvases = np.random.default_rng(0).uniform(size=(5, 6, 784)).astype(np.float32)
-    paths = ev.save_draw_images(canvases, tmp_path)
+    paths = plots.save_draw_images(canvases, tmp_path)
     assert [p.name for p in paths] == ["draw_samples.png", "draw_glimpses.png"]
     assert all(p.stat().st_size > 1000 for p in paths)
 

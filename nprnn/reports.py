@@ -1,0 +1,420 @@
+"""Tables 1-3 and the Figure 1 summary; imports paper, runs, evaluation, gradient_flow, plots.
+
+The text that ``eval.py --table`` and ``eval.py --figure=1`` print (the imports are the
+``nprnn`` modules of those names):
+
+* :func:`table_rows` and :func:`format_table` (:func:`assemble_table` does both): the runs laid
+  out as the paper's Table 1 (validation bpc on length-100 windows, s/epoch, time relative to
+  the baseline), Table 2 (test bpc on the full test sequence) or Table 3 (DRAW test bound,
+  nats), the paper's published numbers (:mod:`nprnn.paper`) beside ours, every row labelled
+  with the config actually used (:func:`config_label`). Our numbers come from the runs'
+  evaluation files when they exist and are not older than the run's newest checkpoint, and
+  from a fresh evaluation (written to the run) otherwise
+  (:func:`nprnn.evaluation.stored_or_evaluate`).
+* :func:`figure1_report`: runs the Figure 1 study (:mod:`nprnn.gradient_flow`), writes its
+  heatmaps (:func:`nprnn.plots.plot_figure1`) and numbers, and returns a text summary.
+
+References:
+  C. Laurent, N. Ballas, P. Vincent. Recurrent Normalization Propagation. ICLR 2017 workshop
+  track: Table 1, Table 2, Table 3, section 4 and Figure 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from nprnn import gradient_flow as gf
+from nprnn.evaluation import stored_or_evaluate
+from nprnn.paper import (
+    FIGURE1_POINTS,
+    GREGOR_DRAW_NATS,
+    PAPER_GAMMAS,
+    PAPER_SETTINGS,
+    PAPER_TABLE1,
+    PAPER_TABLE2,
+    PAPER_TABLE3,
+    TABLE2_REGULARIZATION,
+    TABLE_EVAL,
+    VARIANT_NAMES,
+)
+from nprnn.plots import plot_figure1
+from nprnn.runs import eval_filename, median_s_per_epoch, read_config, read_metrics, steps_per_epoch
+
+__all__ = [
+    "Row",
+    "config_label",
+    "table_rows",
+    "format_table",
+    "assemble_table",
+    "figure1_report",
+]
+
+
+# ----------------------------------------------------------------------------------------------
+# Tables 1-3.
+
+
+@dataclasses.dataclass
+class Row:
+    """One line of a table: a paper row and (optionally) one of our runs.
+
+    Attributes:
+      model: the paper's row name (or the variant's name when the paper has no such row).
+      variant: our variant, or None for a paper-only row.
+      paper: the paper's number (bpc or nats), or None.
+      ours: our number, or None.
+      config: label of the config our number comes from ("" for a paper-only row).
+      run: the run directory.
+      paper_s_per_epoch, paper_ratio: Table 1's timing columns of the paper.
+      s_per_epoch: our median seconds per epoch.
+      ratio: ours relative to the baseline (lstm) run.
+      note: where our number comes from when not a full evaluation file.
+    """
+
+    model: str
+    variant: str | None = None
+    paper: float | None = None
+    ours: float | None = None
+    config: str = ""
+    run: str = ""
+    paper_s_per_epoch: float | None = None
+    paper_ratio: float | None = None
+    s_per_epoch: float | None = None
+    ratio: float | None = None
+    note: str = ""
+
+
+def _fmt_int(value: float) -> str:
+    return f"{int(value):,}"
+
+
+def config_label(config: dict, table: int, *, step: int | None = None, records=()) -> str:
+    """A short description of the config a run used, for a table row.
+
+    Always the hidden size, the updates trained and the batch size; "small config (paper: H=...)"
+    when ``config.model.hidden_size`` differs from the paper's; and every other departure from
+    the paper's setting of ``table`` (DRAW sizes, gammas, variance constants, Table 2's
+    regularization, the window length).
+
+    Args:
+      config: the run's config.json as a dict.
+      table: 1, 2 or 3.
+      step: the updates behind the number (the evaluated checkpoint); else the last logged step.
+      records: the run's metrics.jsonl records (for the epoch count and the fallback step).
+    """
+    model, data = config.get("model", {}), config.get("data", {})
+    setting = PAPER_SETTINGS[table]
+    hidden = model.get("hidden_size")
+    if step is None:
+        steps = [r.get("step", 0) for r in records]
+        step = max(steps) if steps else None
+    parts = [f"H={hidden}"]
+    if step is not None:
+        text = f"{_fmt_int(step)} updates"
+        per_epoch = steps_per_epoch(records)
+        if per_epoch:
+            text += f" ({step / per_epoch:.2g} epochs)"
+        parts.append(text)
+    if data.get("batch_size"):
+        parts.append(f"batch {data['batch_size']}")
+    if hidden != setting["hidden_size"]:
+        parts.append(f"small config (paper: H={setting['hidden_size']})")
+    if table in (1, 2) and data.get("seq_len") != setting["seq_len"]:
+        parts.append(f"length-{data.get('seq_len')} windows (paper: 100)")
+    if table == 3:
+        for name, short in (("glimpses", "T"), ("latent_size", "z")):
+            if model.get(name) != setting[name]:
+                parts.append(f"{short}={model.get(name)} (paper: {setting[name]})")
+    variant = model.get("variant")
+    paper_gammas = PAPER_GAMMAS[table].get(variant)
+    gammas = tuple(model.get(k) for k in ("gamma_x", "gamma_h", "gamma_c"))
+    if paper_gammas and any(
+        g is not None and p is not None and not math.isclose(g, p)
+        for g, p in zip(gammas, paper_gammas, strict=True)
+    ):
+        shown = tuple(p if g is None else g for g, p in zip(gammas, paper_gammas, strict=True))
+        parts.append("gammas (" + ", ".join(f"{g:g}" for g in shown if g is not None) + ")")
+    if variant == "normprop" and model.get("variance_method", "analytic") != "analytic":
+        parts.append(f"{model['variance_method']} variance constants")
+    if table == 2:
+        missing = [k for k, v in TABLE2_REGULARIZATION.items() if model.get(k) != v]
+        if missing:
+            parts.append("not Table 2's regularization: " + ", ".join(missing))
+    return ", ".join(parts)
+
+
+def _check_task(config: dict, table: int, run) -> None:
+    tasks = PAPER_SETTINGS[table]["task"]
+    if config.get("task") not in tasks:
+        raise ValueError(
+            f"run {run} is task {config.get('task')!r}; Table {table} needs task {tasks[0]!r}"
+        )
+
+
+def table_rows(
+    table: int,
+    runs: Sequence[str | os.PathLike],
+    *,
+    evaluate: bool = True,
+    max_batches: int | None = None,
+) -> list[Row]:
+    """The rows of Table ``table`` for ``runs``: the paper's rows, each with our matching runs.
+
+    Every run becomes one row under the paper's row of its variant (several runs of a variant
+    give several rows, in the order given); paper rows without a run keep an empty "ours"; runs
+    of a variant the paper's table lacks get a row with an empty "paper". Our number comes from
+    the run's evaluation file (:func:`stored_or_evaluate`: evaluated when missing or stale), or,
+    as a last resort for Table 1, from the last validation line of metrics.jsonl (noted).
+
+    Args:
+      table: 1, 2 or 3.
+      runs: run directories.
+      evaluate: evaluate runs whose evaluation file is missing or stale.
+      max_batches: for such evaluations, at most this many batches.
+
+    Returns:
+      The rows, in the paper's order.
+
+    Raises:
+      ValueError: an unknown table, or a run of another task.
+    """
+    if table not in TABLE_EVAL:
+        raise ValueError(f"table must be 1, 2 or 3, got {table!r}")
+    split, protocol, metric = TABLE_EVAL[table]
+    ours: dict[str, list[Row]] = {}
+    for run in runs:
+        config = read_config(run)
+        _check_task(config, table, run)
+        records = read_metrics(run)
+        variant = config["model"]["variant"]
+        record = stored_or_evaluate(
+            run, split, protocol, evaluate=evaluate, max_batches=max_batches
+        )
+        value, note, step = None, "", None
+        if record is not None:
+            value = record["metrics"].get(metric)
+            step = record.get("step")
+            if record.get("max_batches"):
+                note = f"{split} on the first {record['max_batches']} batches"
+        else:
+            stored = eval_filename(config["task"], split, protocol or "windows")
+            valid = [r for r in records if r.get("split") == "valid" and metric in r]
+            if table == 1 and valid:
+                value, step = valid[-1][metric], valid[-1]["step"]
+                note = f"no {stored}: training-time validation (config.train.eval_batches)"
+            else:
+                why = "no checkpoint to evaluate" if evaluate else "--no_eval"
+                note = f"no {stored} ({why})"
+        ours.setdefault(variant, []).append(
+            Row(
+                model="",
+                variant=variant,
+                ours=value,
+                config=f"`{pathlib.Path(run).name}`: "
+                + config_label(config, table, step=step, records=records),
+                run=str(run),
+                s_per_epoch=median_s_per_epoch(records) if table == 1 else None,
+                note=note,
+            )
+        )
+    if table == 1:
+        base = ours.get("lstm", [])
+        base_time = base[0].s_per_epoch if base else None
+        for rows in ours.values():
+            for row in rows:
+                if base_time and row.s_per_epoch:
+                    row.ratio = row.s_per_epoch / base_time
+
+    if table == 1:
+        paper = [(name, bpc, v, s, r) for v, (name, bpc, s, r) in PAPER_TABLE1.items()]
+    elif table == 2:
+        paper = [(name, bpc, v, None, None) for name, bpc, v in PAPER_TABLE2]
+    else:
+        paper = [(name, nats, v, None, None) for v, (name, nats) in PAPER_TABLE3.items()]
+        paper.append(
+            ("DRAW with attention (Gregor et al. 2015)", GREGOR_DRAW_NATS, None, None, None)
+        )
+    out: list[Row] = []
+    placed = set()
+    for name, value, variant, s, r in paper:
+        matched = ours.get(variant, []) if variant else []
+        placed.add(variant)
+        if not matched:
+            out.append(Row(model=name, paper=value, paper_s_per_epoch=s, paper_ratio=r))
+        for k, row in enumerate(matched):
+            row.model = name
+            if k == 0:
+                row.paper, row.paper_s_per_epoch, row.paper_ratio = value, s, r
+            out.append(row)
+    for variant, rows in ours.items():
+        if variant not in placed:
+            for row in rows:
+                row.model = VARIANT_NAMES.get(variant, variant)
+                out.append(row)
+    return out
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def format_table(table: int, rows: Sequence[Row]) -> str:
+    """Markdown for :func:`table_rows`' rows, with the paper's and our columns side by side."""
+    if table == 1:
+        head = (
+            "| Model | Our config | Valid bpc (paper) | Valid bpc (ours) | s/epoch (paper) "
+            "| s/epoch (ours) | Time / baseline (paper) | Time / baseline (ours) |"
+        )
+        lines = [head, "|" + "---|" * 8]
+        for r in rows:
+            lines.append(
+                f"| {r.model} | {r.config or '—'} | {_num(r.paper)} | {_num(r.ours)} "
+                f"| {_num(r.paper_s_per_epoch, 0)} | {_num(r.s_per_epoch, 1)} "
+                f"| {_num(r.paper_ratio, 2)} | {_num(r.ratio, 2)} |"
+            )
+    else:
+        unit = "Test bpc" if table == 2 else "Test nats"
+        lines = [f"| Model | Our config | {unit} (paper) | {unit} (ours) |", "|---|---|---|---|"]
+        for r in rows:
+            lines.append(
+                f"| {r.model} | {r.config or '—'} | {_num(r.paper, 3 if table == 2 else 2)} "
+                f"| {_num(r.ours, 3 if table == 2 else 2)} |"
+            )
+    notes = [f"- {r.model} ({r.run}): {r.note}" for r in rows if r.note]
+    caption = {
+        1: (
+            "Table 1 (char-level PTB): bits per character on the validation split in length-100 "
+            "windows, each from a fresh state; seconds per training epoch and time relative to "
+            "the baseline (the lstm run). Paper: Laurent et al. (2017), Table 1, one layer of "
+            "1000 units, timed on the authors' GPU; ours: median `s_per_epoch` of the training "
+            "lines of metrics.jsonl on the machine that trained each run (timings from different "
+            "machines are not comparable)."
+        ),
+        2: (
+            "Table 2 (regularized char-level PTB): bits per character on the whole test "
+            "sequence (stream protocol, state carried). Paper: Laurent et al. (2017), Table 2; "
+            "only Norm Prop LSTM is the paper's own model, the other rows are results it quotes "
+            "from other work, and our runs beside them are the closest variant of ours, not "
+            "those models."
+        ),
+        3: (
+            "Table 3 (DRAW, binarized MNIST): test variational bound in nats (1-sample "
+            "estimate). Paper: Laurent et al. (2017), Table 3, 256 units, 64 glimpses, latent "
+            "100, 200 epochs; Gregor et al. (2015) for DRAW with attention."
+        ),
+    }[table]
+    text = caption + "\n\n" + "\n".join(lines) + "\n"
+    if table == 1 and not any(r.variant == "lstm" and r.ours is not None for r in rows):
+        notes.append("- no lstm run given: our time / baseline column is empty")
+    if notes:
+        text += "\nNotes:\n" + "\n".join(notes) + "\n"
+    return text
+
+
+def assemble_table(
+    table: int,
+    runs: Sequence[str | os.PathLike],
+    *,
+    evaluate: bool = True,
+    max_batches: int | None = None,
+) -> str:
+    """:func:`table_rows` then :func:`format_table`."""
+    return format_table(table, table_rows(table, runs, evaluate=evaluate, max_batches=max_batches))
+
+
+# ----------------------------------------------------------------------------------------------
+# Figure 1.
+
+
+_DEFAULT_FLOW = gf.FlowConfig()
+
+
+def _fmt_crossings(rows: list[tuple[float, float]]) -> str:
+    return ", ".join(f"{gx:.3g}->{'none' if math.isnan(gh) else f'{gh:.3g}'}" for gx, gh in rows)
+
+
+def figure1_report(
+    config: gf.FlowConfig = _DEFAULT_FLOW,
+    *,
+    num: int = 12,
+    low: float = 0.05,
+    high: float = 4.0,
+    gamma_cs: Sequence[float] = (0.1, 1.0),
+    out_dir: str | pathlib.Path | None = None,
+    vocab_size: int = 50,
+) -> str:
+    """Runs the Figure 1 study, writes its heatmaps and numbers, and returns a text summary.
+
+    The summary gives, for every gamma_c, where the one-step norm and the T-step growth cross 1
+    along gamma_h for each gamma_x of the grid; the measurements at the paper's gammas (PTB
+    (2, 2, 1), DRAW (0.5, 0.5, 0.5)) with ``config.input_std`` and with the char LM's input
+    scale ``1 / sqrt(vocab_size)`` (one-hot times an orthogonal matrix); and the
+    :func:`nprnn.gradient_flow.critical_gammas` triple at gamma_c = 1, gamma_x = 2.
+
+    Args:
+      config: the simulation.
+      num: points per axis.
+      low: smallest gamma.
+      high: largest gamma.
+      gamma_cs: panels.
+      out_dir: where to write ``figure1_<metric>.png`` and ``figure1.json``; None: nowhere.
+      vocab_size: V of the char-LM input scale compared with.
+
+    Returns:
+      The summary text.
+    """
+    start = time.perf_counter()
+    study = gf.figure1_study(gamma_cs, num, low, high, config)
+    elapsed = time.perf_counter() - start
+    lines = [
+        f"Figure 1 study: normprop cell at initialization, H={config.hidden_size}, "
+        f"B={config.batch_size}, burn-in {config.burn_in}, T={config.steps}, "
+        f"input std {config.input_std:g}, {config.variance_method} variance constants; "
+        f"{num}x{num} grid of gamma_x, gamma_h in [{low:g}, {high:g}] for gamma_c in "
+        f"{tuple(float(g) for g in gamma_cs)} ({elapsed:.1f}s).",
+        "one-step norm = mean over examples and probe steps of ||dh_t/dh_{t-1}||_F / sqrt(H) "
+        "(RMS singular value); growth = per-step geometric mean of ||dL/dh_0|| over T steps.",
+    ]
+    for metric in ("one_step_rms", "one_step_spectral", "growth"):
+        for gc, rows in gf.crossings(study, metric).items():
+            lines.append(
+                f"{metric} = 1 at gamma_c={gc:g}, gamma_x->gamma_h: {_fmt_crossings(rows)}"
+            )
+    points = np.array([(gx, gh, gc) for gx, gh, gc, _ in FIGURE1_POINTS])
+    names = [name for *_, name in FIGURE1_POINTS]
+    char_std = 1.0 / math.sqrt(vocab_size)
+    for std in (config.input_std, char_std):
+        cfg = dataclasses.replace(config, input_std=std)
+        out = gf.flow_metrics(points, cfg)
+        for k, name in enumerate(names):
+            lines.append(
+                f"{name}, input std {std:.3g}: one-step {out['one_step_rms'][k]:.3f} "
+                f"(spectral {out['one_step_spectral'][k]:.3f}), growth/step "
+                f"{out['growth'][k]:.3f} (x{out['growth'][k] ** cfg.steps:.3g} over "
+                f"T={cfg.steps}), Var[h] {out['var_h'][k]:.3f}"
+            )
+    for std in (config.input_std, char_std):
+        crit = gf.critical_gammas(
+            1.0, gamma_x=2.0, config=dataclasses.replace(config, input_std=std)
+        )
+        lines.append(
+            f"critical gammas (gamma_c=1, gamma_x=2, input std {std:.3g}): "
+            f"(gamma_x, gamma_h, gamma_c) = ({crit.gamma_x:.3g}, {crit.gamma_h:.3g}, "
+            f"{crit.gamma_c:.3g}), growth/step {crit.growth:.3f}, Var[h] {crit.var_h:.3f}"
+        )
+    if out_dir is not None:
+        out_dir = pathlib.Path(out_dir)
+        for path in plot_figure1(study, out_dir):
+            lines.append(f"wrote {path}")
+        data = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in study.items()}
+        (out_dir / "figure1.json").write_text(json.dumps(data) + "\n")
+        lines.append(f"wrote {out_dir / 'figure1.json'}")
+    return "\n".join(lines)
