@@ -1,14 +1,15 @@
-r"""Where to compute the input projection x_t @ W_x of an LSTM: before the scan or inside it.
+r"""Where to compute an LSTM's input projection: before the scan or inside it; imports harness.
 
-Hoisting computes ``xs @ W_x`` for all T steps as one matrix product before ``jax.lax.scan`` and
-scans over the [T, B, 4H] result; the alternative computes ``x_t @ W_x`` inside the scan body (as
-flax's ``OptimizedLSTMCell`` does). On XLA:CPU the hoisted layout measured slower although its
-product is one large matmul, which is why ``nprnn.run_sequence(..., hoist_input=None)`` projects
-inside the loop on the CPU. This script isolates that choice with two hand-written plain LSTMs
-(same maths, no nprnn code) and, for reference, ``nprnn.run_sequence`` with the ``lstm`` variant
-and its default, and times the forward pass and ``jax.grad`` of a mean-square loss.
+The input projection is x_t @ W_x. Hoisting computes ``xs @ W_x`` for all T steps as one matrix
+product before ``jax.lax.scan`` and scans over the [T, B, 4H] result; the alternative computes
+``x_t @ W_x`` inside the scan body (as flax's ``OptimizedLSTMCell`` does). On XLA:CPU the
+hoisted layout measured slower although its product is one large matmul, which is why
+``nprnn.run_sequence(..., hoist_input=None)`` projects inside the loop on the CPU. This script
+isolates that choice with two hand-written plain LSTMs (same maths, no nprnn code) and, for
+reference, ``nprnn.run_sequence`` with the ``lstm`` variant and its default, and times the
+forward pass and ``jax.grad`` of a mean-square loss.
 
-Timing as in ``step_time.py`` (its ``time_round_robin``, allocator tuned): compile and warm-up
+Timing as in ``step_time.py`` (``harness.time_round_robin``, allocator tuned): compile and warm-up
 excluded, round-robin over the functions, each timed call right after an untimed one,
 ``jax.block_until_ready``, median and interquartile range of ``--repeats`` calls.
 
@@ -23,24 +24,17 @@ import os
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-from step_time import parse_sizes, time_round_robin  # benchmarks/ is on sys.path
 
 import nprnn
 
+# benchmarks/ is sys.path[0] when this file runs as a script, so harness imports as top-level.
+import harness
+
 
 def parse_args(argv=None) -> argparse.Namespace:
-    """Parses the command line.
-
-    Args:
-      argv: arguments (without the program name); ``None`` reads ``sys.argv``.
-
-    Returns:
-      The parsed flags.
-    """
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", default="256x50x128x64,1000x50x32x100", help="HxDxBxT,...")
-    parser.add_argument("--repeats", type=int, default=10, help="timed calls per function")
+    """Parses the command line (``argv`` without the program name; ``None``: ``sys.argv``)."""
+    parser = harness.flag_parser(__doc__)
+    harness.add_size_flags(parser, "256x50x128x64,1000x50x32x100")
     return parser.parse_args(argv)
 
 
@@ -85,9 +79,10 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     nprnn.tune_host_allocator()  # before the first JAX computation, as step_time.py
     print(f"jax {jax.__version__}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
-    print("| H, D, B, T | function | forward ms (IQR) | grad ms (IQR) |")
-    print("|---|---|---|---|")
-    for hidden, inputs, batch, steps in parse_sizes(args.sizes):
+    header = ["H, D, B, T", "function", "forward ms (IQR)", "grad ms (IQR)"]
+    print(harness.markdown_row(header))
+    print(harness.markdown_rule(len(header)))
+    for hidden, inputs, batch, steps in harness.parse_sizes(args.sizes):
         key_p, key_x = jax.random.split(jax.random.key(0))
         params, _ = nprnn.init_params(key_p, input_size=inputs, hidden_size=hidden, variant="lstm")
         xs = jax.random.normal(key_x, (steps, batch, inputs))
@@ -97,16 +92,13 @@ def main(argv=None) -> None:
             grad = jax.jit(jax.grad(lambda p, x, fn=fn: jnp.mean(fn(p, x) ** 2)))
             calls[(name, "fwd")] = lambda f=fwd, p=params, x=xs: f(p, x)
             calls[(name, "grad")] = lambda g=grad, p=params, x=xs: g(p, x)
-        times, _ = time_round_robin(calls, args.repeats, warmup=2, untimed_before=1)
-
-        def cell(name, mode, times=times):
-            t = 1e3 * np.asarray(times[(name, mode)])
-            q25, q75 = np.percentile(t, [25, 75])
-            return f"{np.median(t):.1f} ({q25:.1f}-{q75:.1f})"
-
+        times, _ = harness.time_round_robin(calls, args.repeats, warmup=2, untimed_before=1)
         for name in ("hoisted", "in_loop", "nprnn lstm"):
             size = f"{hidden}, {inputs}, {batch}, {steps}"
-            print(f"| {size} | {name} | {cell(name, 'fwd')} | {cell(name, 'grad')} |")
+            cells = [size, name]
+            for mode in ("fwd", "grad"):
+                cells.append(harness.format_ms(*harness.quartiles_ms(times[(name, mode)])))
+            print(harness.markdown_row(cells))
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
 
 

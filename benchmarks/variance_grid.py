@@ -1,4 +1,4 @@
-r"""Stationary Var[h_t] of the Normalized LSTM at initialization, over a grid of gammas.
+r"""Stationary Var[h_t] of the Normalized LSTM at init over a grid of gammas; imports harness.
 
 For every triple (gamma_x, gamma_h, gamma_c) of a grid (by default {0.1, 0.5, 1, 2}^3) and both
 variance methods of :func:`nprnn.normprop_variances` ("analytic": the paper's eq. 8 and 12;
@@ -20,28 +20,22 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import time
 import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from step_time import check_float_dtype  # benchmarks/ is on sys.path
 
 import nprnn
 
+# benchmarks/ is sys.path[0] when this file runs as a script, so harness imports as top-level.
+import harness
+
 
 def parse_args(argv=None) -> argparse.Namespace:
-    """Parses the command line.
-
-    Args:
-      argv: arguments (without the program name); ``None`` reads ``sys.argv``.
-
-    Returns:
-      The parsed flags.
-    """
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    """Parses the command line (``argv`` without the program name; ``None``: ``sys.argv``)."""
+    parser = harness.flag_parser(__doc__)
     parser.add_argument("--hidden_size", type=int, default=256, help="H")
     parser.add_argument("--input_size", type=int, default=256, help="D (size of x_t)")
     parser.add_argument("--batch_size", type=int, default=128, help="B")
@@ -145,7 +139,7 @@ def markdown_table(rows, methods) -> str:
         header += [f"{m} mean", f"{m} min", f"{m} max"]
     if "simulated" in methods:
         header += ["simulated converged?", "simulated var_c", "simulated var_h"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [harness.markdown_row(header), harness.markdown_rule(len(header))]
     for row in rows:
         cells = [f"{g:g}" for g in row["gammas"]]
         for m in methods:
@@ -154,7 +148,7 @@ def markdown_table(rows, methods) -> str:
         if "simulated" in methods:
             r = row["simulated"]
             cells += ["yes" if r["converged"] else "**no**", fmt(r["var_c"]), fmt(r["var_h"])]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(harness.markdown_row(cells))
     return "\n".join(lines) + "\n"
 
 
@@ -163,7 +157,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.matmul_dtype:
         try:
-            check_float_dtype(args.matmul_dtype)
+            harness.check_float_dtype(args.matmul_dtype)
         except ValueError as e:
             raise SystemExit(f"variance_grid.py: error: --matmul_dtype: {e}") from None
     values = [float(v) for v in args.gammas.split(",")]
@@ -212,8 +206,7 @@ def main(argv=None) -> None:
     with open(args.out, "w") as f:
         f.write(header + table)
     if args.json_out:
-        with open(args.json_out, "w") as f:
-            json.dump({"flags": vars(args), "rows": rows, "seconds": elapsed}, f, indent=1)
+        harness.write_json(args.json_out, {"flags": vars(args), "rows": rows, "seconds": elapsed})
 
 
 if __name__ == "__main__":
