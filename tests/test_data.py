@@ -403,6 +403,25 @@ def test_stream_batches_single_stream_is_the_whole_sequence():
     np.testing.assert_array_equal(x[mask], ids[:-1])
 
 
+@pytest.mark.parametrize(
+    "batches",
+    [
+        lambda ids, **sizes: random_windows(ids, seed=0, step=0, **sizes),
+        lambda ids, **sizes: list(eval_windows(ids, **sizes)),
+        lambda ids, **sizes: list(stream_batches(ids, **sizes)),
+    ],
+    ids=["random_windows", "eval_windows", "stream_batches"],
+)
+def test_char_batching_rejects_non_positive_sizes(batches):
+    ids = np.arange(50)
+    with pytest.raises(ValueError, match=r"^batch_size must be a positive integer, got 0$"):
+        batches(ids, batch_size=0, length=5)
+    with pytest.raises(ValueError, match=r"^length must be a positive integer, got -1$"):
+        batches(ids, batch_size=2, length=-1)
+    with pytest.raises(ValueError, match=r"^length must be a positive integer, got 2.5$"):
+        batches(ids, batch_size=2, length=2.5)
+
+
 # ---------------------------------------------------------------------------------------------
 # Binarized MNIST
 

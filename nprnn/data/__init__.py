@@ -2,9 +2,19 @@
 
 Host-side NumPy only. Files are looked for in a data directory (``--data_dir``, else the
 ``NPRNN_DATA_DIR`` environment variable, else ``~/.cache/nprnn``); every problem with them raises
-:class:`DataError` with a message that names the file and how to obtain it.
+:class:`DataError` with a message that names the file and how to obtain it. Loaders are in
+``text`` and ``mnist`` (file handling in ``common``), batches in ``batching``.
+
+May import from nprnn: its own modules and ``nprnn._validate``; nothing that uses JAX arrays.
 """
 
+from nprnn.data.batching import (
+    epoch_and_index,
+    eval_windows,
+    minibatches,
+    random_windows,
+    stream_batches,
+)
 from nprnn.data.common import (
     DataError,
     download,
@@ -15,22 +25,12 @@ from nprnn.data.common import (
     verify_sha256,
 )
 from nprnn.data.mnist import (
-    epoch_and_index,
     load_binarized_mnist,
     load_mnist,
-    minibatches,
     pixel_permutation,
     pixel_sequences,
 )
-from nprnn.data.text import (
-    CharCorpus,
-    eval_windows,
-    load_ptb_chars,
-    load_text8,
-    ptb_chars_from_words,
-    random_windows,
-    stream_batches,
-)
+from nprnn.data.text import CharCorpus, load_ptb_chars, load_text8, ptb_chars_from_words
 
 __all__ = [
     "CharCorpus",

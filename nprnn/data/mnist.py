@@ -1,9 +1,10 @@
 """MNIST in two forms: Larochelle & Murray's binarized MNIST (for DRAW) and plain MNIST.
 
 Plain MNIST also feeds sequential MNIST (pixels one at a time, optionally in a fixed random
-order): see :func:`pixel_sequences` and :func:`pixel_permutation`. :func:`minibatches` and
-:func:`epoch_and_index` draw shuffled minibatches as a pure function of (seed, epoch), so a run
-resumed from a step number continues on exactly the batches it would have seen.
+order): see :func:`pixel_sequences` and :func:`pixel_permutation`. Shuffled minibatches, a pure
+function of (seed, epoch), come from :mod:`nprnn.data.batching`.
+
+May import from nprnn: ``nprnn.data.common`` only (host-side NumPy, no JAX).
 
 References:
     H. Larochelle, I. Murray. The neural autoregressive distribution estimator (AISTATS 2011):
@@ -405,58 +406,3 @@ def pixel_sequences(images: np.ndarray, *, permutation: np.ndarray | None = None
             raise ValueError(f"permutation must be a permutation of 0..{PIXELS - 1}.")
         x = x[:, permutation]
     return x[:, :, None]
-
-
-def minibatches(n: int, *, batch_size: int, seed: int, epoch: int) -> np.ndarray:
-    """The shuffled minibatches of one epoch, as a pure function of (seed, epoch).
-
-    The order is ``np.random.default_rng([seed, epoch]).permutation(n)``, cut into
-    ``n // batch_size`` batches; the ``n % batch_size`` examples left over are skipped this epoch
-    (a different set every epoch), which keeps every batch the same shape for jit.
-
-    Args:
-        n: Number of examples.
-        batch_size: Examples per batch, ``1 <= batch_size <= n``.
-        seed: Non-negative seed of the run.
-        epoch: Non-negative epoch number.
-
-    Returns:
-        int64 ``[n // batch_size, batch_size]`` example indices; row ``i`` is batch ``i``.
-
-    Raises:
-        ValueError: If ``batch_size`` is not in ``[1, n]``.
-
-    Example:
-        >>> epoch, i = epoch_and_index(1234, n=50_000, batch_size=128)
-        >>> batch = minibatches(50_000, batch_size=128, seed=0, epoch=epoch)[i]
-        >>> (epoch, i, batch.shape)
-        (3, 64, (128,))
-    """
-    if not 1 <= batch_size <= n:
-        raise ValueError(f"batch_size must be in [1, n={n}], got {batch_size}.")
-    order = np.random.default_rng([seed, epoch]).permutation(n)
-    n_batches = n // batch_size
-    return order[: n_batches * batch_size].reshape(n_batches, batch_size)
-
-
-def epoch_and_index(step: int, *, n: int, batch_size: int) -> tuple[int, int]:
-    """Maps a global training step to its epoch and its batch within the epoch.
-
-    Args:
-        step: Non-negative global step (number of batches already taken).
-        n: Number of examples.
-        batch_size: Examples per batch, as given to :func:`minibatches`.
-
-    Returns:
-        ``(epoch, index)`` such that the step's batch is
-        ``minibatches(n, batch_size=batch_size, seed=seed, epoch=epoch)[index]``.
-
-    Raises:
-        ValueError: If ``step`` is negative or ``batch_size`` is not in ``[1, n]``.
-    """
-    if step < 0:
-        raise ValueError(f"step must be non-negative, got {step}.")
-    if not 1 <= batch_size <= n:
-        raise ValueError(f"batch_size must be in [1, n={n}], got {batch_size}.")
-    epoch, index = divmod(step, n // batch_size)
-    return epoch, index
