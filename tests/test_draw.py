@@ -1,4 +1,4 @@
-"""Tests of nprnn.models.draw: DRAW (Gregor et al. 2015) on the five LSTM variants.
+"""Tests of nprnn.models.draw and its attention: DRAW (Gregor et al. 2015) on the five variants.
 
 The references below are float64 NumPy transcriptions of Gregor et al.'s equations
 (eq. 19-29 for the attention, section 2 for the glimpse loop), written with explicit
@@ -16,7 +16,7 @@ import optax
 import pytest
 
 import nprnn
-from nprnn.models import draw
+from nprnn.models import attention, draw
 
 SMALL = dict(hidden_size=16, latent_size=4, glimpses=4)
 
@@ -219,7 +219,7 @@ def test_filterbank_matches_numpy(x64, height, width, n):
     batch, hidden = 6, 8
     h = rng.normal(size=(batch, hidden))
     layer = _random_layer(rng, hidden, 5, 0.7)
-    got = draw.attention_params(
+    got = attention.attention_params(
         jnp.asarray(h), jax.tree.map(jnp.asarray, layer), n=n, height=height, width=width
     )
     want = np_attention(h, layer["w"], layer["b"], n=n, height=height, width=width)
@@ -227,7 +227,7 @@ def test_filterbank_matches_numpy(x64, height, width, n):
         assert g.dtype == jnp.float64
         np.testing.assert_allclose(g, w, rtol=1e-12)
 
-    f_x, f_y = draw.filterbank(*got[:4], n=n, height=height, width=width)
+    f_x, f_y = attention.filterbank(*got[:4], n=n, height=height, width=width)
     ref_x, ref_y = np_filterbank(*want[:4], n=n, height=height, width=width)
     assert f_x.shape == (batch, n, width) and f_y.shape == (batch, n, height)
     np.testing.assert_allclose(f_x, ref_x, rtol=1e-10, atol=1e-14)
@@ -237,13 +237,13 @@ def test_filterbank_matches_numpy(x64, height, width, n):
 def test_filterbank_rows_sum_to_one_and_vanish_off_image(x64):
     one = jnp.ones((2,))
     # Centre of a 28 x 28 image, unit variance: every row lies on the image and sums to 1.
-    f_x, f_y = draw.filterbank(14.5 * one, 14.5 * one, one, 3 * one, n=5, height=28, width=28)
+    f_x, f_y = attention.filterbank(14.5 * one, 14.5 * one, one, 3 * one, n=5, height=28, width=28)
     np.testing.assert_allclose(jnp.sum(f_x, -1), 1.0, atol=1e-7)
     np.testing.assert_allclose(jnp.sum(f_y, -1), 1.0, atol=1e-7)
     # Symmetric about the image centre with 1-based coordinates.
     np.testing.assert_allclose(f_x, f_x[:, ::-1, ::-1], atol=1e-15)
     # Far off the image with a tiny variance every Gaussian underflows: zeros, not NaN.
-    f_x, _ = draw.filterbank(500.0 * one, one, 1e-3 * one, one, n=2, height=28, width=28)
+    f_x, _ = attention.filterbank(500.0 * one, one, 1e-3 * one, one, n=2, height=28, width=28)
     assert np.all(np.isfinite(f_x)) and np.all(f_x == 0.0)
 
 
@@ -261,11 +261,11 @@ def test_read_and_write_match_numpy(x64, height, width):
     size = dict(height=height, width=width)
     as_jax = functools.partial(jax.tree.map, jnp.asarray)
 
-    r = draw.read(*as_jax((x, x_hat, h, read_layer)), n=n_read, **size)
+    r = attention.read(*as_jax((x, x_hat, h, read_layer)), n=n_read, **size)
     assert r.shape == (batch, 2 * n_read * n_read) and r.dtype == jnp.float64
     np.testing.assert_allclose(r, np_read(x, x_hat, h, read_layer, n=n_read, **size), rtol=1e-10)
 
-    w = draw.write(*as_jax((h, patch_layer, write_layer)), n=n_write, **size)
+    w = attention.write(*as_jax((h, patch_layer, write_layer)), n=n_write, **size)
     assert w.shape == (batch, pixels)
     want = np_write(h, patch_layer, write_layer, n=n_write, **size)
     np.testing.assert_allclose(w, want, rtol=1e-9, atol=1e-12)
@@ -276,7 +276,7 @@ def test_read_of_constant_image_is_gamma(x64):
     batch, hidden, n = 2, 4, 2
     layer = {"w": jnp.zeros((hidden, 5)), "b": jnp.array([0.1, -0.2, 0.0, 0.0, np.log(3.0)])}
     x = jnp.full((batch, 784), 0.5)
-    r = draw.read(x, -x, jnp.zeros((batch, hidden)), layer, n=n, height=28, width=28)
+    r = attention.read(x, -x, jnp.zeros((batch, hidden)), layer, n=n, height=28, width=28)
     want = np.concatenate([np.full(n * n, 1.5), np.full(n * n, -1.5)])
     np.testing.assert_allclose(r, np.broadcast_to(want, r.shape), rtol=1e-6)
 
@@ -447,7 +447,7 @@ def test_params_layout():
 
 
 def test_errors():
-    with pytest.raises(ValueError, match=r"Unknown variant 'gru'.*normprop"):
+    with pytest.raises(ValueError, match=r"unknown LSTM variant 'gru'.*normprop"):
         draw.init_draw(jax.random.key(0), variant="gru", **SMALL)
     with pytest.raises(ValueError, match="read_n must be an integer >= 2"):
         draw.init_draw(jax.random.key(0), variant="lstm", read_n=1, **SMALL)

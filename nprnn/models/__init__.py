@@ -1,5 +1,9 @@
-"""Models over any nprnn LSTM variant: character LM, DRAW, sequential-MNIST classifier."""
+"""Models over any nprnn LSTM variant: character LM, DRAW, sequential-MNIST classifier.
 
-from nprnn.models import charlm, draw, seqmnist
+May import from nprnn: its own modules (``charlm``, ``draw`` with ``attention`` and
+``draw_params``, ``seqmnist``), which import the package's public functions.
+"""
 
-__all__ = ["charlm", "draw", "seqmnist"]
+from nprnn.models import attention, charlm, draw, draw_params, seqmnist
+
+__all__ = ["attention", "charlm", "draw", "draw_params", "seqmnist"]

@@ -13,6 +13,9 @@ statistics at inference).
 
 Sequences are time-major: ids [T, B]. The loss is in nats per character; bits per character are
 nats / ln 2.
+
+May import from nprnn: the package's public functions (``nprnn.run_sequence``,
+``nprnn.lstm_step``, ``nprnn.init_params``, ...) and ``nprnn._validate``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 import nprnn
+from nprnn import _validate
 
 Params = dict[str, Any]
 
@@ -85,7 +89,7 @@ def init_charlm(key: jax.Array, config: CharLMConfig, **cell_options) -> tuple[P
         plus, with ``input_norm``, nothing trainable (the input statistics live in the model
         state, see :func:`init_charlm_state`).
     """
-    nprnn.initializers.check_variant(config.variant)
+    _validate.one_of("LSTM variant", config.variant, nprnn.VARIANTS)
     keys = jax.random.split(key, config.num_layers + 2)
     dtype = cell_options.get("dtype", jnp.float32)
     layers, layer_consts = [], []

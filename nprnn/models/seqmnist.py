@@ -7,6 +7,9 @@ an LSTM; the class is predicted from the last hidden state (Le et al. 2015; Cooi
     x_t = (pixel_t - PIXEL_MEAN) / PIXEL_STD        standardized, as normalization propagation
     h_t = LSTM(h_{t-1}, x_t)                        assumes unit-variance inputs
     p(y | image) = softmax(h_784 W + b)
+
+May import from nprnn: the package's public functions (``nprnn.run_sequence``,
+``nprnn.init_params``, ...).
 """
 
 from __future__ import annotations
