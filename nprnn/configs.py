@@ -1,15 +1,51 @@
-"""The fields every training config has, with their units and defaults (see ``configs/``)."""
+"""Training configs: every field with its unit and default, and the one check of a config.
+
+May import from nprnn: the package's public names (``nprnn.VARIANTS``, ``nprnn.VARIANCE_METHODS``)
+and ``nprnn._validate``; nothing that builds models or loads data, so that ``configs/*.py`` and
+the checks stay cheap to import.
+
+* :func:`base_config`: the only place where defaults live; ``configs/*.py`` fill it in.
+* :func:`validate`: every problem of a config in one ``ValueError`` (``train.py``,
+  :func:`nprnn.training.train_and_evaluate`, :func:`nprnn.training.load_run` and
+  :func:`nprnn.tasks.build_task` call it).
+* :func:`with_defaults`: a stored config (an older run's ``config.json``) over
+  :func:`base_config`, so that fields added since then take their defaults.
+* :func:`flags_parser`: absl's flag parsing for a main with a ``--config`` file, ending the
+  program with one line when that file is missing or does not load.
+"""
 
 from __future__ import annotations
 
+import os
+import re
+import sys
+import traceback
+from collections.abc import Callable, Mapping
+
 import ml_collections
+from absl import app
 from ml_collections import config_dict
+
+import nprnn
+from nprnn import _validate
+
+__all__ = [
+    "TASKS",
+    "base_config",
+    "flags_parser",
+    "unit_norm_projection",
+    "validate",
+    "with_defaults",
+]
+
+TASKS = ("ptb_char", "text8", "draw", "seqmnist")
+"""The training tasks (``config.task``), built by :func:`nprnn.tasks.build_task`."""
 
 
 def base_config() -> ml_collections.ConfigDict:
     """A config with every field the training loop reads; ``configs/*.py`` fill it in."""
     c = ml_collections.ConfigDict()
-    c.task = ""  # one of nprnn.tasks.TASKS
+    c.task = ""  # one of TASKS
     c.seed = 0  # everything random (init, batches, dropout) derives from it
 
     c.data = ml_collections.ConfigDict()
@@ -73,3 +109,154 @@ def unit_norm_projection(c: ml_collections.ConfigDict) -> bool:
     if c.opt.unit_norm_projection is None:
         return c.model.variant in ("weightnorm", "normprop")
     return bool(c.opt.unit_norm_projection)
+
+
+def with_defaults(stored: Mapping | ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """:func:`base_config` with the values of ``stored`` over it (nested groups merged).
+
+    A run directory's ``config.json`` holds the fields of its time; fields added since then take
+    their defaults here, so that old runs still load.
+    """
+    if isinstance(stored, ml_collections.ConfigDict):
+        stored = stored.to_dict()  # values, not the placeholders' field references
+    config = base_config()
+    config.update(stored)
+    return config
+
+
+# The fields checked by each validator of nprnn._validate (paths below ``config``).
+_CHOICES = {
+    "task": TASKS,
+    "model.variant": nprnn.VARIANTS,
+    "model.variance_method": nprnn.VARIANCE_METHODS,
+    "model.gamma_init": ("default", "critical"),
+    "opt.decay_every": ("update", "epoch"),
+}
+_POSITIVE_INTS = (
+    "data.batch_size",
+    "data.eval_batch_size",
+    "data.seq_len",
+    "model.hidden_size",
+    "model.num_layers",
+    "model.latent_size",
+    "model.glimpses",
+    "train.num_steps",
+    "train.log_every",
+    "train.eval_every",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+)
+_PROBABILITIES = (
+    "model.input_dropout",
+    "model.output_dropout",
+    "model.recurrent_dropout",
+    "model.bn_momentum",
+    "opt.decay",
+)
+_GAMMAS = ("model.gamma_x", "model.gamma_h", "model.gamma_c")
+
+
+def _optional_gamma(name: str, value):
+    """None (the variant's default) or a positive finite number."""
+    return value if value is None else _validate.positive_gamma(name, value)
+
+
+def _optional_dtype(name: str, value):
+    """The empty string (full precision) or the name of a floating dtype."""
+    return value if not value else _validate.floating_dtype(name, value)
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Checks every field that has a rule; raises one ``ValueError`` listing all problems.
+
+    Each problem is one line naming the field and its value (``config.data.batch_size must be a
+    positive integer, got 0``), in the message style of ``nprnn._validate``.
+
+    Raises:
+        ValueError: ``"bad config:"`` followed by one indented line per problem.
+    """
+    problems = []
+
+    def check(rule, path: str, *args) -> None:
+        value = config
+        try:
+            for part in path.split("."):
+                value = value[part]
+            rule(f"config.{path}", value, *args)
+        except KeyError:
+            problems.append(f"config.{path} is missing")
+        except ValueError as err:
+            problems.append(str(err))
+
+    for path, choices in _CHOICES.items():
+        check(_validate.one_of, path, choices)
+    for path in _POSITIVE_INTS:
+        check(_validate.positive_int, path)
+    for path in _PROBABILITIES:
+        check(_validate.probability, path)
+    for path in _GAMMAS:
+        check(_optional_gamma, path)
+    check(_validate.positive_gamma, "opt.learning_rate")
+    check(_optional_dtype, "model.matmul_dtype")
+    variant = config.model.variant
+    if config.opt.unit_norm_projection and variant not in ("weightnorm", "normprop"):
+        problems.append(
+            "config.opt.unit_norm_projection=True needs variant weightnorm or normprop, got "
+            f"{variant!r}"
+        )
+    if problems:
+        raise ValueError("bad config:\n  " + "\n  ".join(problems))
+
+
+def flags_parser(config_flag) -> Callable[[list[str]], list[str]]:
+    """A ``flags_parser`` for ``absl.app.run`` in a main with a config-file flag.
+
+    It parses the flags as absl does (a bad flag prints absl's usage message), except that a
+    config file (``config_flag``, from ``ml_collections.config_flags.DEFINE_config_file``) that
+    does not exist, does not load (a syntax error, an exception at import) or has no
+    ``get_config()`` returning a ConfigDict ends the program with one line naming the file
+    (exit status 1), instead of ml_collections' traceback.
+
+    Example:
+        >>> app.run(main, flags_parser=flags_parser(_CONFIG))  # doctest: +SKIP
+    """
+
+    def parse(argv: list[str]) -> list[str]:
+        try:
+            parsed = app.parse_flags_with_usage(argv)
+            config = config_flag.value
+            if not isinstance(config, ml_collections.ConfigDict):
+                raise TypeError(f"get_config() returned {type(config).__name__}, not a ConfigDict")
+            return parsed
+        except Exception as err:  # noqa: BLE001 - only the config file runs code while parsing
+            sys.exit(f"error: {_load_error(config_flag.name, argv, err)}")
+
+    return parse
+
+
+def _flag_value(argv: list[str], name: str) -> str:
+    """The value given to ``--name`` (or ``-name``) on the command line, "" if none."""
+    for i, arg in enumerate(argv):
+        found = re.match(rf"--?{name}(=|$)", arg)
+        if found:
+            return arg[found.end() :] if found[1] else (argv[i + 1] if i + 1 < len(argv) else "")
+    return ""
+
+
+def _load_error(name: str, argv: list[str], err: Exception) -> str:
+    """One line saying why the config file of ``--name`` (``path[:get_config argument]``) failed."""
+    value = _flag_value(argv, name)
+    path = value.split(":", 1)[0]
+    if not os.path.isfile(path):
+        return f"config file {path!r} does not exist"
+    if isinstance(err, AttributeError) and "get_config" in str(err):
+        return f"config file {path!r} has no get_config()"
+    reason = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
+    frames = traceback.extract_tb(err.__traceback__)
+    if isinstance(err, SyntaxError) or any(_same_file(f.filename, path) for f in frames):
+        return f"config file {path!r} does not load: {reason}"
+    return f"--{name}={value}: {reason}"  # e.g. an override of a field the config lacks
+
+
+def _same_file(a: str, b: str) -> bool:
+    return os.path.abspath(a) == os.path.abspath(b)

@@ -13,6 +13,12 @@ A :class:`Task` bundles what the training loop needs and nothing else:
   divided on the host;
 * ``steps_per_epoch`` and ``metric`` (the number the paper reports: ``"bpc"``, ``"nats"`` or
   ``"accuracy"``).
+
+:func:`build_task` validates the config (:func:`nprnn.configs.validate`) and reads its fields
+directly: defaults live in :func:`nprnn.configs.base_config` only.
+
+May import from nprnn: the package's public functions, ``nprnn.configs``, ``nprnn.data``,
+``nprnn.gradient_flow`` (the critical gammas) and ``nprnn.models``. Reports go to absl logging.
 """
 
 from __future__ import annotations
@@ -26,12 +32,15 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
+import nprnn
+from nprnn import configs, gradient_flow
 from nprnn import data as nd
-from nprnn.initializers import DEFAULT_GAMMAS
+from nprnn.configs import TASKS
 from nprnn.models import charlm, draw, seqmnist
 
-TASKS = ("ptb_char", "text8", "draw", "seqmnist")
+__all__ = ["TASKS", "Task", "build_task", "tree_has_nonfinite"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,20 +66,19 @@ def _cell_options(model, input_std: float = 1.0) -> dict:
     gradient closest to 1, with gamma_x and gamma_c as configured), for inputs whose normalized
     projections have standard deviation ``input_std``.
     """
-    opts = {}
-    for name in ("gamma_x", "gamma_h", "gamma_c"):
-        value = model.get(name)
-        if value is not None:
-            opts[name] = float(value)
-    opts["variance_method"] = model.get("variance_method", "analytic")
-    opts["forget_bias"] = float(model.get("forget_bias", 0.0))
-    gamma_init = model.get("gamma_init", "default")
-    if gamma_init == "critical" and model.variant != "normprop":
-        print(f"gamma_init='critical' applies to normprop only; {model.variant} keeps its gammas")
-    elif gamma_init == "critical":
-        from nprnn import gradient_flow
-
-        default_x, _, default_c = DEFAULT_GAMMAS["normprop"]
+    opts = {
+        name: float(model[name])
+        for name in ("gamma_x", "gamma_h", "gamma_c")
+        if model[name] is not None
+    }
+    opts["variance_method"] = model.variance_method
+    opts["forget_bias"] = float(model.forget_bias)
+    if model.gamma_init == "critical" and model.variant != "normprop":
+        logging.warning(
+            "gamma_init='critical' applies to normprop only; %s keeps its gammas", model.variant
+        )
+    elif model.gamma_init == "critical":
+        default_x, _, default_c = nprnn.DEFAULT_GAMMAS["normprop"]
         found = gradient_flow.critical_gammas(
             opts.get("gamma_c", default_c),
             gamma_x=opts.get("gamma_x", default_x),
@@ -79,13 +87,15 @@ def _cell_options(model, input_std: float = 1.0) -> dict:
             ),
         )
         opts["gamma_x"], opts["gamma_h"], opts["gamma_c"] = found.gammas
-        print(
-            f"critical gammas (x, h, c) = ({found.gamma_x:.3f}, {found.gamma_h:.3f}, "
-            f"{found.gamma_c:.3f}): gradient growth {found.growth:.3f} per step, "
-            f"Var[h] {found.var_h:.3f}"
+        logging.info(
+            "critical gammas (x, h, c) = (%.3f, %.3f, %.3f): gradient growth %.3f per step, "
+            "Var[h] %.3f",
+            found.gamma_x,
+            found.gamma_h,
+            found.gamma_c,
+            found.growth,
+            found.var_h,
         )
-    elif gamma_init != "default":
-        raise ValueError(f"model.gamma_init must be 'default' or 'critical', got {gamma_init!r}")
     return opts
 
 
@@ -101,21 +111,48 @@ def _as_time_major(*arrays):
     return tuple(jnp.asarray(np.ascontiguousarray(a.T)) for a in arrays)
 
 
+def _sum_batches(step: Callable, batches, names: tuple[str, ...], max_batches=None) -> dict:
+    """Host-side sums of ``step(i, batch)[name]`` over the batches (at most ``max_batches``)."""
+    sums = dict.fromkeys(names, 0.0)
+    for i, batch in enumerate(batches):
+        if max_batches and i >= max_batches:
+            break
+        out = step(i, batch)
+        for name in names:
+            sums[name] += float(out[name])
+    return sums
+
+
+def _rows(n: int, batch_size: int):
+    """The slices of the ``n // batch_size`` whole evaluation batches of a split (rest dropped)."""
+    return (slice(i * batch_size, (i + 1) * batch_size) for i in range(n // batch_size))
+
+
+def _bn_state_updater(update_bn: Callable, momentum: float) -> Callable:
+    """``update_state`` of a model whose state is ``{"bn": statistics or None}``."""
+
+    def update_state(model_state, moments):
+        if moments["bn"] is None:
+            return model_state
+        return {"bn": update_bn(model_state["bn"], moments["bn"], momentum=momentum)}
+
+    return update_state
+
+
 def build_task(config) -> Task:
     """Builds the task named by ``config.task`` (one of :data:`TASKS`).
 
     Raises:
-        ValueError: for an unknown task.
+        ValueError: for a bad config (:func:`nprnn.configs.validate`: every problem listed).
         nprnn.data.DataError: when the data cannot be found (the message says what to put where).
     """
+    configs.validate(config)
     builders = {
         "ptb_char": _char_task,
         "text8": _char_task,
         "draw": _draw_task,
         "seqmnist": _seqmnist_task,
     }
-    if config.task not in builders:
-        raise ValueError(f"unknown task {config.task!r}; expected one of {TASKS}")
     return builders[config.task](config)
 
 
@@ -126,9 +163,9 @@ def build_task(config) -> Task:
 def _char_task(config) -> Task:
     d, m = config.data, config.model
     if config.task == "ptb_char":
-        corpus = nd.load_ptb_chars(d.dir or None, download=d.download, verify=d.get("verify", True))
+        corpus = nd.load_ptb_chars(d.dir or None, download=d.download, verify=d.verify)
     else:
-        corpus = nd.load_text8(d.dir or None, download=d.download, verify=d.get("verify", True))
+        corpus = nd.load_text8(d.dir or None, download=d.download, verify=d.verify)
     model_config = charlm.CharLMConfig(
         variant=m.variant,
         vocab_size=len(corpus.vocab),
@@ -139,7 +176,7 @@ def _char_task(config) -> Task:
         output_dropout=m.output_dropout,
         recurrent_dropout=m.recurrent_dropout,
         input_norm=m.input_norm,
-        matmul_dtype=m.get("matmul_dtype") or None,
+        matmul_dtype=m.matmul_dtype or None,
     )
 
     # x_t is a row of an orthogonal [V, V] matrix: its normalized projections have std 1/sqrt(V).
@@ -181,36 +218,29 @@ def _char_task(config) -> Task:
 
     def evaluate(params, consts, model_state, split, max_batches=None, protocol="windows"):
         ids = getattr(corpus, split)
-        nll_sum, count = 0.0, 0.0
         if protocol == "windows":
             batches = nd.eval_windows(ids, length=d.seq_len, batch_size=d.eval_batch_size)
-            for i, (x, y, mask) in enumerate(batches):
-                if max_batches and i >= max_batches:
-                    break
-                _, aux = eval_loss(params, consts, model_state, _as_time_major(x, y, mask))
-                nll_sum += float(aux["nll_sum"])
-                count += float(aux["count"])
+
+            def step(i, batch):
+                return eval_loss(params, consts, model_state, _as_time_major(*batch))[1]
+
         elif protocol == "stream":
-            states = None
             batches = nd.stream_batches(ids, batch_size=d.eval_batch_size, length=d.seq_len)
-            for i, (x, y, mask) in enumerate(batches):
-                if max_batches and i >= max_batches:
-                    break
-                if states is None:
-                    states = [
-                        charlm.nprnn.init_state(x.shape[0], m.hidden_size)
-                        for _ in range(m.num_layers)
-                    ]
+            states = [nprnn.init_state(d.eval_batch_size, m.hidden_size)] * m.num_layers
+
+            def step(i, batch):
                 # The state is carried across chunks, so is the time index (batchnorm rows).
-                states, s, c = stream_loss(
-                    params, consts, model_state, states, i * d.seq_len, *_as_time_major(x, y, mask)
+                nonlocal states
+                states, nll_sum, count = stream_loss(
+                    params, consts, model_state, states, i * d.seq_len, *_as_time_major(*batch)
                 )
-                nll_sum += float(s)
-                count += float(c)
+                return {"nll_sum": nll_sum, "count": count}
+
         else:
             raise ValueError(f"unknown protocol {protocol!r}; expected 'windows' or 'stream'")
-        nats = nll_sum / max(count, 1.0)
-        return {"loss": nats, "bpc": nats / math.log(2.0), "count": count}
+        sums = _sum_batches(step, batches, ("nll_sum", "count"), max_batches)
+        nats = sums["nll_sum"] / max(sums["count"], 1.0)
+        return {"loss": nats, "bpc": nats / math.log(2.0), "count": sums["count"]}
 
     def sample(params, consts, model_state, key, prompt="the ", length=200):
         ids = charlm.charlm_sample(
@@ -237,9 +267,7 @@ def _char_task(config) -> Task:
 
 def _draw_task(config) -> Task:
     d, m = config.data, config.model
-    images = nd.load_binarized_mnist(
-        d.dir or None, download=d.download, verify=d.get("verify", True)
-    )
+    images = nd.load_binarized_mnist(d.dir or None, download=d.download, verify=d.verify)
     n_train = len(images["train"])
     variant = m.variant
 
@@ -282,15 +310,6 @@ def _draw_task(config) -> Task:
             "moments": {"bn": moments},
         }
 
-    def update_state(model_state, moments):
-        if moments["bn"] is None:
-            return model_state
-        return {
-            "bn": draw.update_draw_bn_stats(
-                model_state["bn"], moments["bn"], momentum=m.bn_momentum
-            )
-        }
-
     @jax.jit
     def eval_step(params, consts, model_state, x, key):
         return loss(params, consts, model_state, (x,), key, False)[1]
@@ -298,17 +317,13 @@ def _draw_task(config) -> Task:
     def evaluate(params, consts, model_state, split, max_batches=None, protocol=None):
         del protocol
         data = images[split]
-        sums = {"nll_sum": 0.0, "recon_sum": 0.0, "kl_sum": 0.0, "count": 0.0}
-        bs = d.eval_batch_size
         key = jax.random.key(config.seed + 1)  # a fixed key: the bound is a 1-sample estimate
-        for i in range(len(data) // bs):
-            if max_batches and i >= max_batches:
-                break
-            aux = eval_step(
-                params, consts, model_state, data[i * bs : (i + 1) * bs], jax.random.fold_in(key, i)
-            )
-            for k in sums:
-                sums[k] += float(aux[k])
+
+        def step(i, rows):
+            return eval_step(params, consts, model_state, data[rows], jax.random.fold_in(key, i))
+
+        names = ("nll_sum", "recon_sum", "kl_sum", "count")
+        sums = _sum_batches(step, _rows(len(data), d.eval_batch_size), names, max_batches)
         n = max(sums["count"], 1.0)
         return {
             "loss": sums["nll_sum"] / n,
@@ -325,7 +340,7 @@ def _draw_task(config) -> Task:
         init=init,
         train_batch=train_batch,
         loss=loss,
-        update_state=update_state,
+        update_state=_bn_state_updater(draw.update_draw_bn_stats, m.bn_momentum),
         evaluate=evaluate,
         steps_per_epoch=n_train // d.batch_size,
         metric="nats",
@@ -339,7 +354,7 @@ def _draw_task(config) -> Task:
 
 def _seqmnist_task(config) -> Task:
     d, m = config.data, config.model
-    raw = nd.load_mnist(d.dir or None, download=d.download, verify=d.get("verify", True))
+    raw = nd.load_mnist(d.dir or None, download=d.download, verify=d.verify)
     perm = nd.pixel_permutation(d.permutation_seed) if d.permute else None
     splits = {
         k: (nd.pixel_sequences(x, permutation=perm), y.astype(np.int32))
@@ -361,30 +376,17 @@ def _seqmnist_task(config) -> Task:
         del key
         return seqmnist.seqmnist_loss(params, consts, model_state, *batch, training=training)
 
-    def update_state(model_state, moments):
-        if moments["bn"] is None:
-            return model_state
-        return {
-            "bn": charlm.nprnn.update_bn_stats(
-                model_state["bn"], moments["bn"], momentum=m.bn_momentum
-            )
-        }
-
     eval_loss = jax.jit(functools.partial(loss, key=None, training=False))
 
     def evaluate(params, consts, model_state, split, max_batches=None, protocol=None):
         del protocol
         x, y = splits[split]
-        bs = d.eval_batch_size
-        sums = {"nll_sum": 0.0, "correct": 0.0, "count": 0.0}
-        for i in range(len(y) // bs):
-            if max_batches and i >= max_batches:
-                break
-            _, aux = eval_loss(
-                params, consts, model_state, (x[i * bs : (i + 1) * bs], y[i * bs : (i + 1) * bs])
-            )
-            for k in sums:
-                sums[k] += float(aux[k])
+
+        def step(i, rows):
+            return eval_loss(params, consts, model_state, (x[rows], y[rows]))[1]
+
+        names = ("nll_sum", "correct", "count")
+        sums = _sum_batches(step, _rows(len(y), d.eval_batch_size), names, max_batches)
         n = max(sums["count"], 1.0)
         return {"loss": sums["nll_sum"] / n, "accuracy": sums["correct"] / n, "count": n}
 
@@ -392,7 +394,7 @@ def _seqmnist_task(config) -> Task:
         init=init,
         train_batch=train_batch,
         loss=loss,
-        update_state=update_state,
+        update_state=_bn_state_updater(nprnn.update_bn_stats, m.bn_momentum),
         evaluate=evaluate,
         steps_per_epoch=n_train // d.batch_size,
         metric="accuracy",

@@ -14,6 +14,9 @@ Running the same command again resumes from the newest readable checkpoint; an u
 (truncated, corrupt) is reported and the previous one is used. A resumed run ends with exactly
 the parameters of an uninterrupted one (same seed, same machine). A NaN or Inf loss stops the run
 with a message naming the step, keeping the last good checkpoint.
+
+May import from nprnn: the package's public functions (``nprnn.project_unit_norm``),
+``nprnn.configs`` and ``nprnn.tasks``. Reports go to absl logging, never to stdout.
 """
 
 from __future__ import annotations
@@ -32,12 +35,13 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from absl import logging
+from tqdm import tqdm
 
 import nprnn
-from nprnn.configs import unit_norm_projection
+from nprnn import _validate, configs
 from nprnn.tasks import build_task
 
-__all__ = ["train_and_evaluate", "make_optimizer", "TrainingDiverged"]
+__all__ = ["QuietOrbax", "TrainingDiverged", "load_run", "make_optimizer", "train_and_evaluate"]
 
 
 class TrainingDiverged(FloatingPointError):
@@ -54,10 +58,8 @@ def make_optimizer(opt, steps_per_epoch: int) -> tuple[optax.GradientTransformat
     Returns:
         ``(optimizer, schedule)``.
     """
-    if opt.decay_every not in ("update", "epoch"):
-        raise ValueError(f"opt.decay_every must be 'update' or 'epoch', got {opt.decay_every!r}")
-    if not 0.0 <= opt.decay < 1.0:
-        raise ValueError(f"opt.decay must be in [0, 1), got {opt.decay!r}")
+    _validate.one_of("opt.decay_every", opt.decay_every, ("update", "epoch"))
+    _validate.probability("opt.decay", opt.decay)
     period = 1 if opt.decay_every == "update" else steps_per_epoch
     schedule = optax.exponential_decay(
         opt.learning_rate, transition_steps=period, decay_rate=1.0 - opt.decay
@@ -78,6 +80,16 @@ def _project_cells(params):
     if isinstance(params, list | tuple):
         return type(params)(_project_cells(v) for v in params)
     return params
+
+
+class QuietOrbax:
+    """An absl log filter that drops orbax's INFO chatter (a dozen lines per checkpoint).
+
+    ``logging.get_absl_handler().addFilter(QuietOrbax())``; ``train.py`` installs it.
+    """
+
+    def filter(self, record) -> bool:
+        return record.levelno >= 30 or "orbax" not in record.pathname
 
 
 def _write_jsonl(path: pathlib.Path, record: dict) -> None:
@@ -104,19 +116,18 @@ def _restore_latest(manager: ocp.CheckpointManager, target: dict, quarantine=Non
             restored = manager.restore(step, args=ocp.args.StandardRestore(target))
         except Exception as err:  # noqa: BLE001 - any unreadable checkpoint falls back
             logging.warning(
-                "checkpoint at step %d in %s is unreadable (%s: %s); trying the previous one",
+                "checkpoint at step %d is unreadable (%s: %s) in %s; using an older one",
                 step,
-                manager.directory,
                 type(err).__name__,
                 str(err).splitlines()[0] if str(err) else "",
+                manager.directory,
             )
-            print(f"warning: checkpoint at step {step} is unreadable; using an older one")
             if quarantine is not None:
                 quarantine.mkdir(parents=True, exist_ok=True)
                 dest = quarantine / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
                 shutil.move(str(pathlib.Path(manager.directory) / str(step)), dest)
                 manager.reload()
-                print(f"moved the unreadable checkpoint to {dest}")
+                logging.warning("moved the unreadable checkpoint to %s", dest)
             continue
         return restored, step
     return None, None
@@ -126,7 +137,7 @@ def _initial_state(config, task, tx) -> dict:
     """The training state at step 0; also the restore target of every checkpoint."""
     init_key, train_key = jax.random.split(jax.random.key(config.seed))
     params, consts, model_state = task.init(init_key)
-    if unit_norm_projection(config):
+    if configs.unit_norm_projection(config):
         params = _project_cells(params)
     return {
         "params": params,
@@ -149,8 +160,10 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict:
         The last validation metrics.
 
     Raises:
+        ValueError: for a bad config (every problem listed, before anything is written).
         TrainingDiverged: if the loss becomes NaN or Inf.
     """
+    configs.validate(config)
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
@@ -158,7 +171,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict:
 
     task = build_task(config)
     tx, schedule = make_optimizer(config.opt, task.steps_per_epoch)
-    project = unit_norm_projection(config)
+    project = configs.unit_norm_projection(config)
     state = _initial_state(config, task, tx)
 
     manager = ocp.CheckpointManager(
@@ -170,8 +183,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict:
     )
     if restored is not None:
         state = restored
-        logging.info("resumed from the checkpoint at step %d", restored_step)
-        print(f"resumed from step {restored_step}")
+        logging.info("resumed from step %d (the newest readable checkpoint)", restored_step)
         _truncate_metrics(metrics_path, restored_step)
     elif metrics_path.exists():
         metrics_path.unlink()
@@ -277,7 +289,7 @@ def _data_parallel(config, task, state):
       placed (replicated) on it.
     """
     devices = jax.devices()
-    if not config.train.get("data_parallel", True) or len(devices) == 1:
+    if not config.train.data_parallel or len(devices) == 1:
         return (lambda batch: batch), state
     mesh = jax.sharding.Mesh(np.asarray(devices), ("data",))
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
@@ -308,8 +320,6 @@ def _place(array: np.ndarray, sharding) -> jax.Array:
 
 def _progress(start: int, total: int):
     """A tqdm progress bar (rate and ETA) on stderr; silent when not attached to a terminal."""
-    from tqdm import tqdm
-
     return tqdm(
         total=total,
         initial=start,
@@ -323,6 +333,10 @@ def _progress(start: int, total: int):
 def load_run(workdir: str | os.PathLike, config=None):
     """Loads the newest readable checkpoint of a run for evaluation.
 
+    The stored config is read over :func:`nprnn.configs.base_config`
+    (:func:`nprnn.configs.with_defaults`), so that a run saved before a field existed loads with
+    that field's default, then validated.
+
     Args:
         workdir: a training run's directory.
         config: its config (read from ``workdir/config.json`` if None).
@@ -331,17 +345,17 @@ def load_run(workdir: str | os.PathLike, config=None):
         ``(config, task, state, step)``.
 
     Raises:
-        FileNotFoundError: if the run has no readable checkpoint.
+        FileNotFoundError: if the run has no config or no readable checkpoint.
+        ValueError: for a bad config (every problem listed).
     """
-    import ml_collections
-
     workdir = pathlib.Path(workdir)
     if config is None:
         path = workdir / "config.json"
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: is {workdir} a training run directory?")
-        config = ml_collections.ConfigDict(json.loads(path.read_text()))
-    task = build_task(config)
+        config = json.loads(path.read_text())
+    config = configs.with_defaults(config)
+    task = build_task(config)  # validates the config
     tx, _ = make_optimizer(config.opt, task.steps_per_epoch)
     target = _initial_state(config, task, tx)
     manager = ocp.CheckpointManager((workdir / "checkpoints").absolute())

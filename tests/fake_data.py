@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import subprocess
 import sys
 
 import numpy as np
@@ -111,3 +112,14 @@ def tiny_ptb_config(data_dir: os.PathLike, variant: str = "normprop", **train):
     c.train.checkpoint_every = 4
     c.train.update(train)
     return c
+
+
+def run_train_py(*flags: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python train.py *flags`` from the repository root; its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "train.py", *flags],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -341,3 +341,61 @@ def test_text8_task_rejects_a_file_of_the_wrong_length(data_dir):
     """No config field sets text8's expected length: the task wants the real 10^8 characters."""
     with pytest.raises(nprnn.data.DataError, match="exactly 100,000,000 characters"):
         tasks.build_task(char_config("text8", data_dir))
+
+
+# ---------------------------------------------------------------------------------------------
+# The image tasks on small random datasets (the loaders are replaced; their tests are in
+# test_data.py).
+
+IMAGE_SPLITS = {"train": 12, "valid": 10, "test": 6}  # 10 = two whole batches of 4, and 2 left
+
+
+@pytest.fixture
+def fake_images(monkeypatch):
+    rng = np.random.default_rng(0)
+    binarized = {k: (rng.random((n, 784)) < 0.3).astype(np.uint8) for k, n in IMAGE_SPLITS.items()}
+    raw = {
+        k: (rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n))
+        for k, n in IMAGE_SPLITS.items()
+    }
+    monkeypatch.setattr(tasks.nd, "load_binarized_mnist", lambda *args, **kwargs: binarized)
+    monkeypatch.setattr(tasks.nd, "load_mnist", lambda *args, **kwargs: raw)
+
+
+def image_config(task, variant):
+    c = base.base_config()
+    c.task = task
+    c.data.batch_size = c.data.eval_batch_size = 4
+    c.model.variant, c.model.hidden_size = variant, H
+    c.model.latent_size, c.model.glimpses = 2, 3
+    return c
+
+
+@pytest.mark.parametrize("variant", ["lstm", "batchnorm"])
+@pytest.mark.parametrize("task_name", ["draw", "seqmnist"])
+def test_image_tasks(task_name, variant, fake_images):
+    task = tasks.build_task(image_config(task_name, variant))
+    assert task.steps_per_epoch == IMAGE_SPLITS["train"] // 4
+    params, consts, model_state = task.init(jax.random.key(0))
+    batch = task.train_batch(1)
+    assert all(a.shape[0] == 4 for a in batch)
+    loss, aux = task.loss(params, consts, model_state, batch, jax.random.key(1), True)
+    assert np.isfinite(loss)
+    new_state = task.update_state(model_state, aux["moments"])
+    if variant == "batchnorm":  # the population statistics moved towards the batch's
+        changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), model_state, new_state)
+        assert any(jax.tree.leaves(changed))
+    else:
+        assert new_state is model_state
+
+    metrics = task.evaluate(params, consts, model_state, "valid")
+    assert metrics["count"] == 8  # the two whole batches of 4
+    first = task.evaluate(params, consts, model_state, "valid", max_batches=1)
+    assert first["count"] == 4 and np.isfinite(first["loss"])
+    name = "nats" if task_name == "draw" else "accuracy"
+    assert task.metric == name
+    if task_name == "draw":
+        assert metrics["nats"] == metrics["loss"]
+        assert metrics["loss"] == pytest.approx(metrics["recon"] + metrics["kl"], rel=1e-5)
+    else:
+        assert 0.0 <= metrics["accuracy"] <= 1.0
