@@ -391,7 +391,9 @@ def test_run_sequence_equals_step_loop(case, rate, jit, key):
         return_moments=rm,
         **kw,
     )
-    final, hs = out[0], out[1]
+    assert len(out) == 2  # (final state, outputs), with or without the moments
+    final, outputs = out
+    hs, moments = outputs if rm else (outputs, None)
     assert isinstance(final, nprnn.LSTMState)
     assert hs.shape == (T, B, H)
     assert_close(hs, ref_hs)
@@ -399,11 +401,8 @@ def test_run_sequence_equals_step_loop(case, rate, jit, key):
     assert_close(final.c, ref_state.c)
     assert_close(hs[-1], final.h)
     if rm:
-        assert len(out) == 3
-        assert_trees_close(out[2], ref_moments)
-        assert out[2]["x"]["mean"].shape == (T, 4 * H) and out[2]["c"]["var"].shape == (T, H)
-    else:
-        assert len(out) == 2
+        assert_trees_close(moments, ref_moments)
+        assert moments["x"]["mean"].shape == (T, 4 * H) and moments["c"]["var"].shape == (T, H)
     # The whole sequence also matches the NumPy reference (dropout masks from the same keys).
     h, c = np.asarray(state.h), np.asarray(state.c)
     for i in range(T):
@@ -455,7 +454,7 @@ def test_seq_lengths_batchnorm_training_carries_state():
     params, consts = random_params("batchnorm")
     state, xs = random_state(), random_inputs()
     lengths = np.array([T, 2, 0, 4])
-    final, hs, moments = nprnn.run_sequence(
+    final, (hs, moments) = nprnn.run_sequence(
         params,
         consts,
         state,
@@ -603,7 +602,8 @@ def test_fused_backward_equals_autodiff_of_scan(case, key):
             return_moments=rm,
             **kw,
         )
-        final, hs = out[0], out[1]
+        final, outputs = out
+        hs = outputs[0] if rm else outputs
         value = jnp.sum(hs * projection) + jnp.sum(final.h * projection[0]) + jnp.sum(final.c**2)
         return value, out
 
@@ -627,7 +627,7 @@ def test_fused_backward_equals_autodiff_of_scan(case, key):
     for name, g in grads[1].items():
         assert np.all(np.asarray(g) != 0.0), name
     if rm:
-        assert ref_out[2]["x"]["mean"].shape == (T, 4 * H)
+        assert ref_out[1][1]["x"]["mean"].shape == (T, 4 * H)
     else:  # (batchnorm training's batch statistics include the padded inputs)
         assert np.all(np.asarray(grads[3][:, 2]) == 0.0)  # example 2 has length 0: no gradient
         assert np.all(np.asarray(grads[3][2:, 1]) == 0.0)  # nor padded steps
@@ -954,7 +954,9 @@ def test_adam_step_changes_params_only(variant, key):
                 training=training,
                 **kw,
             )
-            return jnp.mean((out[1] - targets) ** 2), (out[2] if training else None)
+            _, outputs = out
+            hs, moments = outputs if training else (outputs, None)
+            return jnp.mean((hs - targets) ** 2), moments
 
         (value, moments), grads = jax.value_and_grad(loss, has_aux=True)(params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
@@ -980,7 +982,7 @@ def test_update_bn_stats_ema(jit):
     max_steps, t0, momentum = 10, 3, 0.9
     stats = random_bn_stats(seed=5, max_steps=max_steps)
     steps = 4
-    _, _, moments = nprnn.run_sequence(
+    _, (_, moments) = nprnn.run_sequence(
         params,
         consts,
         random_state(),
@@ -1082,6 +1084,22 @@ def test_error_bad_state(setup):
         step(state.h, xs[0])
 
 
+def test_error_plain_tuple_state_is_refused(setup):
+    # A (c, h) carry from Flax would otherwise be read with h and c swapped.
+    params, consts, state, xs = setup
+    for call, x in (
+        (functools.partial(nprnn.lstm_step, params, consts, variant="normprop"), xs[0]),
+        (functools.partial(nprnn.run_sequence, params, consts, variant="normprop"), xs),
+    ):
+        for plain in ((state.h, state.c), [state.h, state.c]):
+            with pytest.raises(
+                TypeError, match=r"got (tuple|list)\. .*Flax's LSTM carry is \(c, h\)"
+            ):
+                call(plain, x)
+        with pytest.raises(TypeError, match=re.escape("nprnn.LSTMState(h=h, c=c)")):
+            call(tuple(state), x)
+
+
 def test_error_bad_params_and_consts(setup):
     params, consts, state, xs = setup
     lacking = {k: v for k, v in params.items() if k != "gamma_c"}
@@ -1158,7 +1176,9 @@ def test_error_init_arguments(key):
     init = functools.partial(nprnn.init_params, key, input_size=D, hidden_size=H)
     for gamma in ("gamma_x", "gamma_h", "gamma_c"):
         for bad in (0.0, -1.0):
-            with pytest.raises(ValueError, match=f"{gamma} must be positive, got {bad}"):
+            with pytest.raises(
+                ValueError, match=f"{gamma} must be a positive finite number, got {bad}"
+            ):
                 init(variant="normprop", **{gamma: bad})
         with pytest.raises(ValueError, match=f"{gamma} must be a positive finite number"):
             init(variant="layernorm", **{gamma: float("nan")})
@@ -1179,7 +1199,7 @@ def test_error_init_arguments(key):
             init(variant="lstm", dtype=dtype)
         with pytest.raises(ValueError, match="dtype must be a floating dtype, got"):
             nprnn.init_state(B, H, dtype)
-    with pytest.raises(ValueError, match="unknown variance_method 'mc'; expected one of"):
+    with pytest.raises(ValueError, match="unknown variance method 'mc'; expected one of"):
         init(variant="normprop", variance_method="mc")
     with pytest.raises(ValueError, match="project_unit_norm needs params with 'w_x' and 'w_h'"):
         nprnn.project_unit_norm({"w_x": jnp.ones((2, 4))})

@@ -159,7 +159,7 @@ def test_variance_errors():
                 nprnn.normprop_variances(*gammas)
         gammas = [1.0, 1.0, 1.0]
         gammas[position] = "one"
-        with pytest.raises(ValueError, match=f"{name} must be a positive real number"):
+        with pytest.raises(ValueError, match=f"{name} must be a positive finite number, got 'one'"):
             nprnn.normprop_variances(*gammas)
     with pytest.raises(ValueError, match=r"burn_in \(100\) must be smaller than steps \(100\)"):
         nprnn.normprop_variances(1.0, 1.0, 1.0, method="simulated", steps=100, burn_in=100)
