@@ -147,11 +147,14 @@ def _gated_forward(project, w_x, w_h, b, scales, h0, c0, seq, masks, valid):
             [jax.nn.sigmoid(z[..., : 3 * hidden]), jnp.tanh(z[..., 3 * hidden :])], axis=-1
         )
         i, f, o, g = jnp.split(acts, 4, axis=-1)
-        c = i * (g if mask is None else g * mask) + f * c_prev
+        gm = g if mask is None else g * mask
+        if scales is not None and scales[2] is not None:
+            gm = gm * scales[2]
+        c = i * gm + f * c_prev
         if scales is None:
             h = o * jnp.tanh(c)
         else:
-            c_scale, h_scale = scales
+            c_scale, h_scale, _ = scales
             h = o * (jnp.tanh(c * c_scale) * h_scale)
         h, c, out = skip_padded(ok, h, c, h_prev, c_prev)
         return (h, c), (out, (c_prev, acts))
@@ -166,7 +169,8 @@ def gated_scan(project, w_x, w_h, b, scales, h0, c0, seq, masks, valid):
 
     ``seq`` is the input part ``x W_x + b`` of every step ([T, ..., 4H]; ``project=False``,
     ``w_x`` and ``b`` are then None) or the inputs ([T, ..., D]; ``project=True``: ``x_t W_x + b``
-    in the loop). ``scales`` is normprop's ``(c_scale, h_scale)`` (eq. 14-15), None otherwise.
+    in the loop). ``scales`` is normprop's ``(c_scale, h_scale, g_scale)`` (``g_scale`` None in
+    the paper's form; see ``nprnn._lstm.prepare``), None otherwise.
     """
     return _gated_forward(project, w_x, w_h, b, scales, h0, c0, seq, masks, valid)[0]
 
@@ -194,7 +198,9 @@ def _gated_bwd(project, residuals, cotangents):
         else:
             dh = dh + dh_out
         i, f, o, g = jnp.split(acts, 4, axis=-1)
-        gm = g if mask is None else g * mask
+        g_scale = None if scales is None else scales[2]
+        gd = g if mask is None else g * mask  # the candidate after dropout
+        gm = gd if g_scale is None else gd * g_scale
         c = i * gm + f * c_prev
         dtanh = dh * o  # the gradient w.r.t. the cell's output
         if scales is None:
@@ -202,16 +208,21 @@ def _gated_bwd(project, residuals, cotangents):
             do = dh * a
             dc = dc + dtanh * (1.0 - a * a)
         else:
-            c_scale, h_scale = scales
+            c_scale, h_scale, _ = scales
             a = jnp.tanh(c * c_scale)
             do = dh * (a * h_scale)
             dpre = dtanh * h_scale * (1.0 - a * a)
             dscales = (
                 dscales[0] + _sum_to(dpre * c, c_scale.shape),
                 dscales[1] + _sum_to(dtanh * a, h_scale.shape),
+                dscales[2],
             )
             dc = dc + dpre * c_scale
-        dg = dc * i if mask is None else dc * i * mask
+        dgm = dc * i
+        if g_scale is not None:
+            dscales = (*dscales[:2], dscales[2] + _sum_to(dgm * gd, g_scale.shape))
+            dgm = dgm * g_scale
+        dg = dgm if mask is None else dgm * mask
         dz = jnp.concatenate(
             [
                 dc * gm * i * (1.0 - i),

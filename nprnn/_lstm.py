@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from nprnn._validate import one_of
 
 __all__ = [
+    "COMPENSATIONS",
     "GATED_VARIANTS",
     "LSTMState",
     "NORM_EPSILON",
@@ -35,6 +36,7 @@ __all__ = [
     "check_state",
     "check_variant",
     "column_norm",
+    "compensation_of",
     "dropout_mask",
     "elementwise_step",
     "input_preact",
@@ -50,6 +52,10 @@ VARIANTS = ("lstm", "weightnorm", "layernorm", "batchnorm", "normprop")
 GATED_VARIANTS = ("lstm", "weightnorm", "normprop")
 
 NORM_EPSILON = 1e-5
+
+# The Normalized LSTM's two forms, by the frozen constants that define them (see ``prepare``):
+# "paper", eq. 14-15 as printed; "released", the authors' DRAW code (``Thrandis/draw``).
+COMPENSATIONS = {"paper": ("var_c", "var_h"), "released": ("s_h", "s_c")}
 
 
 class LSTMState(NamedTuple):
@@ -84,6 +90,14 @@ def check_state(state) -> LSTMState:
     return state
 
 
+def compensation_of(consts) -> str | None:
+    """The normprop form whose constants ``consts`` holds (a key of :data:`COMPENSATIONS`)."""
+    for name, keys in COMPENSATIONS.items():
+        if set(keys) <= set(consts or {}):
+            return name
+    return None
+
+
 def column_norm(w: jax.Array) -> jax.Array:
     """L2 norm of every unit's incoming weight vector: the columns of a [in, 4H] matrix."""
     return jnp.sqrt(jnp.sum(jnp.square(w), axis=0))
@@ -108,15 +122,26 @@ def prepare(params: dict, consts: dict, variant: str, matmul_dtype=None) -> dict
     """Everything of a layer that does not depend on the time step (done once per sequence).
 
     weightnorm, normprop: ``gamma * (x W / ||W||) == x (W * gamma / ||W||)``, so the scale is
-    folded into the weights (eq. 13). normprop: ``c_scale = gamma_c / sqrt(var_c)`` and
-    ``h_scale = 1 / sqrt(var_h)`` (eq. 15). With ``matmul_dtype`` the two weight matrices are
-    cast to it after the normalization.
+    folded into the weights (eq. 13). normprop's cell and output are
+    ``c_t = sigma(i~) * tanh(g~) * g_scale + sigma(f~) * c_{t-1}`` and
+    ``h_t = sigma(o~) * tanh(c_scale * c_t) * h_scale`` with, by the form of ``consts``:
+
+    * ``"paper"`` (eq. 14-15): ``c_scale = gamma_c / sqrt(var_c)``, ``h_scale = 1 / sqrt(var_h)``
+      and no ``g_scale`` (1);
+    * ``"released"`` (the authors' code): ``g_scale = 1 / s_h``, ``c_scale = gamma_c``,
+      ``h_scale = 1 / s_c``.
+
+    With ``matmul_dtype`` the two weight matrices are cast to it after the normalization.
     """
     p = dict(params)
     if variant in ("weightnorm", "normprop"):
         p["w_x"] = params["w_x"] * (params["gamma_x"] / column_norm(params["w_x"]))
         p["w_h"] = params["w_h"] * (params["gamma_h"] / column_norm(params["w_h"]))
-    if variant == "normprop":
+    if variant == "normprop" and compensation_of(consts) == "released":
+        p["g_scale"] = 1.0 / consts["s_h"]
+        p["c_scale"] = params["gamma_c"]
+        p["h_scale"] = 1.0 / consts["s_c"]
+    elif variant == "normprop":
         p["c_scale"] = params["gamma_c"] * jax.lax.rsqrt(consts["var_c"])
         p["h_scale"] = jax.lax.rsqrt(consts["var_h"])
     if matmul_dtype is not None:
@@ -171,6 +196,8 @@ def cell_update(p: dict, c_prev, hw, zx, t, mask, *, variant: str, training: boo
     g = jnp.tanh(g)
     if mask is not None:
         g = g * mask
+    if "g_scale" in p:
+        g = g * p["g_scale"]
     c = jax.nn.sigmoid(i) * g + jax.nn.sigmoid(f) * c_prev
     if variant == "normprop":
         out = jnp.tanh(c * p["c_scale"]) * p["h_scale"]

@@ -88,7 +88,9 @@ def scan_inputs(
 
 def _gated(p, state, inputs, *, variant, training, bn_stats, project, unroll):
     del bn_stats, training, unroll  # no statistics in these variants; the custom scan never unrolls
-    scales = (p["c_scale"], p["h_scale"]) if variant == "normprop" else None
+    scales = None
+    if variant == "normprop":
+        scales = (p["c_scale"], p["h_scale"], p.get("g_scale"))
     w_x, b = (p["w_x"], p["b"]) if project else (None, None)
     h, c, hs = _fused.gated_scan(
         project, w_x, p["w_h"], b, scales, state.h, state.c, inputs.seq, inputs.masks, inputs.valid

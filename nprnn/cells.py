@@ -57,6 +57,7 @@ from nprnn._lstm import (
     cell_update,
     check_state,
     check_variant,
+    compensation_of,
     dropout_mask,
     input_preact,
     matmul,
@@ -140,9 +141,10 @@ def _check_params(params, consts, variant):
         raise ValueError(
             f"params for variant {variant!r} lack {missing}; make them with init_params"
         )
-    if variant == "normprop" and not {"var_c", "var_h"} <= set(consts or {}):
+    if variant == "normprop" and compensation_of(consts) is None:
         raise ValueError(
-            "consts for variant 'normprop' need 'var_c' and 'var_h' (from init_params)"
+            "consts for variant 'normprop' need 'var_c' and 'var_h' (compensation 'paper') or "
+            "'s_h' and 's_c' (compensation 'released'); make them with init_params"
         )
 
 

@@ -10,6 +10,7 @@ variant      ``params``                                                 ``consts
 lstm         ``w_x`` [D, 4H], ``w_h`` [H, 4H], ``b`` [4H]               (empty)
 weightnorm   lstm's + ``gamma_x`` [4H], ``gamma_h`` [4H]                (empty)
 normprop     weightnorm's + ``gamma_c`` [H]                             ``var_c``, ``var_h`` []
+                                                                        (or ``s_h``, ``s_c`` [])
 layernorm    weightnorm's + ``gamma_c`` [H], ``beta_c`` [H]             (empty)
 batchnorm    weightnorm's + ``gamma_c`` [H], ``beta_c`` [H]             (empty)
 ===========  =========================================================  ======================
@@ -23,11 +24,12 @@ import jax
 import jax.numpy as jnp
 
 from nprnn import _validate
-from nprnn._lstm import VARIANTS, check_variant, column_norm, orthogonal_gates
-from nprnn.variances import VARIANCE_METHODS, normprop_variances
+from nprnn._lstm import COMPENSATIONS, VARIANTS, check_variant, column_norm, orthogonal_gates
+from nprnn.variances import VARIANCE_METHODS, normprop_variances, released_constants
 
 __all__ = [
     "VARIANTS",
+    "COMPENSATIONS",
     "DEFAULT_GAMMAS",
     "init_params",
     "init_bn_stats",
@@ -67,6 +69,7 @@ def init_params(
     gamma_c: float | None = None,
     forget_bias: float = 0.0,
     variance_method: str = "analytic",
+    compensation: str = "paper",
     dtype=jnp.float32,
 ) -> tuple[dict, dict]:
     """Initializes one LSTM layer of the given variant.
@@ -85,6 +88,14 @@ def init_params(
             The normprop variance constants assume a zero bias at initialization.
         variance_method: normprop only: how ``var_c`` and ``var_h`` are computed, ``"analytic"``
             (the paper's eq. 8 and 12) or ``"simulated"``; see :func:`nprnn.normprop_variances`.
+        compensation: normprop only: which form of the Normalized LSTM, one of
+            :data:`COMPENSATIONS`. ``"paper"``: eq. 14-15 as printed, ``consts = {var_c, var_h}``.
+            ``"released"``: the authors' released code (``Thrandis/draw``),
+            ``c_t = sigma(f~) c_{t-1} + sigma(i~) tanh(g~) / s_h`` and
+            ``h_t = sigma(o~) tanh(gamma_c c_t) / s_c`` with ``s_h = s(gamma_h)``,
+            ``s_c = s(gamma_c)`` of the initial gammas (:func:`nprnn.released_constants`),
+            ``consts = {s_h, s_c}``. The step and sequence functions read the form from
+            ``consts``.
         dtype: floating dtype of the parameters.
 
     Returns:
@@ -113,6 +124,12 @@ def init_params(
     hidden_size = _validate.positive_int("hidden_size", hidden_size)
     dtype = _validate.floating_dtype("dtype", dtype)
     _validate.one_of("variance method", variance_method, VARIANCE_METHODS)
+    _validate.one_of("compensation", compensation, tuple(COMPENSATIONS))
+    if compensation == "released" and variance_method != "analytic":
+        raise ValueError(
+            f"variance_method={variance_method!r} applies to compensation='paper' only; the "
+            "released form's constants are s(gamma) of the initial gammas"
+        )
     default_x, default_h, default_c = DEFAULT_GAMMAS[variant]
     gx = _initial_gamma("gamma_x", gamma_x, default_x)
     gh = _initial_gamma("gamma_h", gamma_h, default_h)
@@ -133,7 +150,10 @@ def init_params(
         params["gamma_c"] = jnp.full((hidden_size,), gc, dtype)
     if variant in ("layernorm", "batchnorm"):
         params["beta_c"] = jnp.zeros((hidden_size,), dtype)
-    if variant == "normprop":
+    if variant == "normprop" and compensation == "released":
+        s_h, s_c = released_constants(gh, gc)
+        consts = {"s_h": jnp.asarray(s_h, dtype), "s_c": jnp.asarray(s_c, dtype)}
+    elif variant == "normprop":
         var_c, var_h = normprop_variances(gx, gh, gc, method=variance_method, w_h=w_h)
         consts = {"var_c": jnp.asarray(var_c, dtype), "var_h": jnp.asarray(var_h, dtype)}
     return params, consts

@@ -1,5 +1,4 @@
-"""The two variance constants of the Normalized LSTM (eq. 8 and 12); imports nprnn._lstm and
-nprnn._validate.
+"""The frozen constants of the Normalized LSTM's two forms; imports nprnn._lstm, nprnn._validate.
 
 The Normalized LSTM divides the cell by ``sqrt(var_c)`` and the output by ``sqrt(var_h)``
 (eq. 15). Both are constants, computed once at initialization from the gammas and then frozen:
@@ -20,8 +19,14 @@ Two ways to compute them:
   fixed-point iteration for the constants that make the time-averaged stationary variance of
   ``c_t / sqrt(var_c)`` and of ``h_t`` equal to 1 under the real recurrent dynamics.
 
+The authors' released code (``compensation="released"``, :func:`released_constants`) uses
+other constants: ``s(gamma) = std(tanh(gamma z))`` for z ~ N(0, 1) at the initial gamma_h (it
+divides the cell candidate) and at the initial gamma_c (it divides the output), also by
+quadrature.
+
 References:
   C. Laurent, N. Ballas, P. Vincent. Recurrent Normalization Propagation. ICLR 2017 workshop.
+  C. Laurent, github.com/Thrandis/draw, ``draw/bricks.py`` (``norm_tanh``, ``LSTM.apply``).
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import numpy as np
 from nprnn import _validate
 from nprnn._lstm import LSTMState, cell_update, column_norm, matmul, orthogonal_gates
 
-__all__ = ["normprop_variances", "VARIANCE_METHODS"]
+__all__ = ["normprop_variances", "released_constants", "tanh_std", "VARIANCE_METHODS"]
 
 VARIANCE_METHODS = ("analytic", "simulated")
 
@@ -145,6 +150,30 @@ def _simulated(w_h, zx, gammas, start, *, burn_in, tol, max_iter):
             stacklevel=3,
         )
     return float(np.exp(x[0])), float(np.exp(x[1]))
+
+
+def tanh_std(gamma: float) -> float:
+    """``s(gamma) = std(tanh(gamma z))`` for z ~ N(0, 1), by quadrature (``E[tanh] = 0``).
+
+    Example:
+        >>> round(tanh_std(1.0) ** 2, 4), round(tanh_std(0.1) ** 2, 4)
+        (0.3943, 0.0098)
+    """
+    gamma = _validate.positive_gamma("gamma", gamma)
+    return math.sqrt(_gaussian_mean(lambda z: np.tanh(z) ** 2, gamma))
+
+
+def released_constants(gamma_h: float, gamma_c: float) -> tuple[float, float]:
+    """``(s_h, s_c) = (s(gamma_h), s(gamma_c))`` of the released form, from the initial gammas.
+
+    The authors' code divides the cell candidate ``sigma(i~) tanh(g~)`` by ``s_h`` and the output
+    ``sigma(o~) tanh(gamma_c c_t)`` by ``s_c`` (``norm_tanh`` in ``Thrandis/draw``), with both
+    constants computed once from the gammas given at initialization and then frozen.
+    """
+    return (
+        tanh_std(_validate.positive_gamma("gamma_h", gamma_h)),
+        tanh_std(_validate.positive_gamma("gamma_c", gamma_c)),
+    )
 
 
 def normprop_variances(

@@ -81,7 +81,17 @@ GOLDEN_GAMMAS = {
 
 # A "case" is a variant plus the mode it runs in. Batch norm has two: training (batch statistics)
 # and inference (population statistics of row min(t, T_MAX - 1)).
-CASES = ["lstm", "weightnorm", "normprop", "layernorm", "batchnorm-train", "batchnorm-infer"]
+# normprop runs in two forms: eq. 14-15 as printed ("normprop") and the authors' released code
+# ("normprop-released"), told apart by their constants.
+CASES = [
+    "lstm",
+    "weightnorm",
+    "normprop",
+    "normprop-released",
+    "layernorm",
+    "batchnorm-train",
+    "batchnorm-infer",
+]
 NOT_BN_TRAIN = [c for c in CASES if c != "batchnorm-train"]
 JIT = pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
 
@@ -97,8 +107,10 @@ def is_training(case: str) -> bool:
 # ------------------------------------------------------------------------ random test inputs
 
 
-def random_params(variant: str, seed: int = 1):
-    """float64 params with the golden shapes and random values, and random consts."""
+def random_params(case: str, seed: int = 1):
+    """float64 params with the golden shapes and random values, and random consts; ``case`` is
+    a variant or a case of :data:`CASES`."""
+    variant = variant_of(case)
     rng = np.random.default_rng(seed)
     params = {}
     for name, shape in GOLDEN_SHAPES[variant].items():
@@ -110,7 +122,12 @@ def random_params(variant: str, seed: int = 1):
             value = rng.normal(size=shape) * 0.5
         params[name] = jnp.asarray(value, jnp.float64)
     consts = {}
-    if variant == "normprop":
+    if case == "normprop-released":  # s(gamma) of gammas other than the (random) trained ones
+        consts = {
+            "s_h": jnp.asarray(rng.uniform(0.3, 0.9), jnp.float64),
+            "s_c": jnp.asarray(rng.uniform(0.3, 0.9), jnp.float64),
+        }
+    elif variant == "normprop":
         consts = {
             "var_c": jnp.asarray(rng.uniform(0.2, 1.5), jnp.float64),
             "var_h": jnp.asarray(rng.uniform(0.1, 1.2), jnp.float64),
@@ -204,8 +221,13 @@ def np_step(variant, params, consts, h, c, x, *, training=False, bn_stats=None, 
     candidate = np.tanh(gate_g)
     if mask is not None:
         candidate = candidate * np.asarray(mask)
+    released = variant == "normprop" and "s_h" in consts
+    if released:  # the authors' code: c_t = s(f) c_{t-1} + s(i) tanh(g) / s(gamma_h0)
+        candidate = candidate / float(consts["s_h"])
     c_new = np_sigmoid(gate_i) * candidate + np_sigmoid(gate_f) * c  # eq. 14
-    if variant == "normprop":  # eq. 15
+    if released:  # h_t = s(o) tanh(gamma_c c_t) / s(gamma_c0)
+        out = np.tanh(p["gamma_c"] * c_new) / float(consts["s_c"])
+    elif variant == "normprop":  # eq. 15
         var_c, var_h = float(consts["var_c"]), float(consts["var_h"])
         out = np.tanh(p["gamma_c"] * c_new / np.sqrt(var_c)) / np.sqrt(var_h)
     elif variant == "layernorm":
@@ -233,14 +255,16 @@ def assert_trees_close(actual, expected, rtol=RTOL, atol=ATOL, err_msg=""):
 
 def test_reference_is_not_degenerate():
     """The random inputs keep the gates unsaturated, so that the comparisons mean something."""
-    for variant in nprnn.VARIANTS:
-        params, consts = random_params(variant)
+    for case in (*nprnn.VARIANTS, "normprop-released"):
+        variant = variant_of(case)
+        params, consts = random_params(case)
         state = random_state()
         kw = case_kwargs("batchnorm-infer") if variant == "batchnorm" else {}
         h, c, _ = np_step(variant, params, consts, state.h, state.c, random_inputs()[0], t=1, **kw)
         assert np.all(np.isfinite(h)) and np.all(np.isfinite(c))
         assert 0.05 < np.std(h) < 5.0 and np.std(c) > 0.1
-        assert np.max(np.abs(h)) < 0.999 * (np.sqrt(1 / float(consts.get("var_h", 1.0))))
+        scale = 1 / float(consts["s_c"]) if "s_c" in consts else 1 / np.sqrt(consts.get("var_h", 1))
+        assert np.max(np.abs(h)) < 0.999 * scale
 
 
 # --------------------------------------------------------------------- 1. one step vs NumPy
@@ -250,7 +274,7 @@ def test_reference_is_not_degenerate():
 @pytest.mark.parametrize("case", CASES)
 def test_step_matches_numpy_reference(case, jit):
     variant = variant_of(case)
-    params, consts = random_params(variant)
+    params, consts = random_params(case)
     kw = case_kwargs(case)
     state, x = random_state(), random_inputs()[0]
     step = functools.partial(nprnn.lstm_step, variant=variant, training=kw.pop("training", False))
@@ -297,10 +321,11 @@ def test_batchnorm_training_moments_match_reference(jit):
     assert_close(h_with_stats, h_ref)
 
 
-@pytest.mark.parametrize("variant", nprnn.VARIANTS)
-def test_recurrent_dropout_on_candidate(variant, key):
+@pytest.mark.parametrize("case", [*nprnn.VARIANTS, "normprop-released"])
+def test_recurrent_dropout_on_candidate(case, key):
     rate = 0.4
-    params, consts = random_params(variant)
+    variant = variant_of(case)
+    params, consts = random_params(case)
     state, x = random_state(), random_inputs()[0]
     mask = jax.random.bernoulli(key, 1.0 - rate, state.h.shape) / (1.0 - rate)
     assert 0 < int(np.sum(np.asarray(mask) == 0)) < mask.size  # a mask that drops something
@@ -366,7 +391,7 @@ SEQ_CASES = [(c, 0.0) for c in CASES] + [(c, 0.3) for c in CASES if c != "batchn
 @pytest.mark.parametrize("case,rate", SEQ_CASES, ids=[f"{c}-p{r}" for c, r in SEQ_CASES])
 def test_run_sequence_equals_step_loop(case, rate, jit, key):
     variant = variant_of(case)
-    params, consts = random_params(variant)
+    params, consts = random_params(case)
     kw = case_kwargs(case)
     training = kw.pop("training", rate > 0.0)
     state, xs = random_state(), random_inputs()
@@ -418,7 +443,7 @@ def test_run_sequence_equals_step_loop(case, rate, jit, key):
 @pytest.mark.parametrize("case", NOT_BN_TRAIN)
 def test_seq_lengths_match_unpadded_examples(case):
     variant = variant_of(case)
-    params, consts = random_params(variant)
+    params, consts = random_params(case)
     kw = case_kwargs(case)
     kw.pop("training", None)
     t0 = 1 if case == "batchnorm-infer" else 0
@@ -480,7 +505,7 @@ def test_seq_lengths_batchnorm_training_carries_state():
 @pytest.mark.parametrize("case", ["lstm", "weightnorm", "normprop", "layernorm", "batchnorm-train"])
 def test_lax_scan_of_lstm_step(case):
     variant = variant_of(case)
-    params, consts = random_params(variant)
+    params, consts = random_params(case)
     training = is_training(case)
     state, xs = random_state(), random_inputs()
     step = functools.partial(nprnn.lstm_step, params, consts, variant=variant, training=training)
@@ -512,7 +537,7 @@ def test_lax_scan_of_lstm_step(case):
 @pytest.mark.parametrize("case", NOT_BN_TRAIN)
 def test_vmap_over_examples_equals_batched_call(case):
     variant = variant_of(case)
-    params, consts = random_params(variant)
+    params, consts = random_params(case)
     kw = case_kwargs(case)
     kw.pop("training", None)
     state, xs = random_state(), random_inputs()
@@ -548,7 +573,7 @@ def test_vmap_over_examples_equals_batched_call(case):
 @pytest.mark.parametrize("case", CASES)
 def test_gradients_match_finite_differences(case):
     variant = variant_of(case)
-    params, consts = random_params(variant)
+    params, consts = random_params(case)
     kw = case_kwargs(case)
     state, xs = random_state(), random_inputs()[:3]
     step_kw = {"t": 1} if case == "batchnorm-infer" else {}
@@ -562,9 +587,11 @@ def test_gradients_match_finite_differences(case):
         return h, new.c
 
     # The sequence jitted so that the evaluations of the finite differences share one
-    # compilation (an eager scan compiles at every call); the step runs op by op.
-    check_grads(jax.jit(sequence), (params, xs), order=1, modes=["rev"])
-    check_grads(step, (params, state, xs[0]), order=1, modes=["rev"])
+    # compilation (an eager scan compiles at every call); the step runs op by op. eps = 1e-5
+    # (float64): at jax's default 1e-4 the truncation error of the central difference alone is
+    # 8e-5 relative for the released normprop form, whose cell is not normalized.
+    check_grads(jax.jit(sequence), (params, xs), order=1, modes=["rev"], eps=1e-5)
+    check_grads(step, (params, state, xs[0]), order=1, modes=["rev"], eps=1e-5)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -576,7 +603,7 @@ def test_fused_backward_equals_autodiff_of_scan(case, key):
     padding, dropout and a loss on the final state. (The default path is also checked against
     finite differences above.)"""
     variant = variant_of(case)
-    params, consts = random_params(variant)
+    params, consts = random_params(case)
     kw = case_kwargs(case)
     training = kw.pop("training", True)
     rate = 0.3 if training else 0.0
@@ -669,12 +696,13 @@ def test_default_run_sequence_is_reverse_mode_only():
         jax.jvp(hs, (xs,), (xs,))
 
 
-@pytest.mark.parametrize("variant", ["normprop", "batchnorm"])
-def test_matmul_dtype_mixed_precision(variant):
+@pytest.mark.parametrize("case", ["normprop", "normprop-released", "batchnorm"])
+def test_matmul_dtype_mixed_precision(case):
     """matmul_dtype casts the normalized weights for the two products only; state, gates and
     outputs stay in the dtype of x (float64 here). (The cast is variant-independent code: the
-    variant with constants and the one with the most normalizations.)"""
-    params, consts = random_params(variant)
+    variant with constants, in both forms, and the one with the most normalizations.)"""
+    variant = variant_of(case)
+    params, consts = random_params(case)
     state, xs = random_state(), random_inputs()
     kw = {"training": True} if variant == "batchnorm" else {}
 
@@ -830,6 +858,22 @@ def test_init_params_gammas_and_forget_bias(variant, key):
         assert_close(consts["var_h"], var_h)
     else:
         assert consts == {}
+
+
+def test_init_params_released_compensation(key):
+    kw = dict(input_size=D, hidden_size=H, variant="normprop", dtype=jnp.float64)
+    paper, paper_consts = nprnn.init_params(key, gamma_h=1.3, gamma_c=0.4, **kw)
+    params, consts = nprnn.init_params(key, gamma_h=1.3, gamma_c=0.4, compensation="released", **kw)
+    assert jax.tree.map(jnp.shape, consts) == {"s_h": (), "s_c": ()}
+    s_h, s_c = nprnn.released_constants(1.3, 0.4)  # s(gamma) of the initial gamma_h, gamma_c
+    assert_close(consts["s_h"], s_h)
+    assert_close(consts["s_c"], s_c)
+    assert_trees_close(params, paper)  # the same parameters: only the constants differ
+    assert sorted(paper_consts) == ["var_c", "var_h"]
+    with pytest.raises(ValueError, match="unknown compensation 'eq15'; expected one of"):
+        nprnn.init_params(key, compensation="eq15", **kw)
+    with pytest.raises(ValueError, match="variance_method='simulated' applies to compensation="):
+        nprnn.init_params(key, compensation="released", variance_method="simulated", **kw)
 
 
 def test_init_state(key):
@@ -1110,7 +1154,7 @@ def test_error_bad_params_and_consts(setup):
     lstm_params, _ = random_params("lstm")
     with pytest.raises(ValueError, match=r"params for variant 'layernorm' lack \['gamma_x'"):
         nprnn.lstm_step(lstm_params, {}, state, xs[0], variant="layernorm")
-    for bad in ({}, None, {"var_c": 1.0}):
+    for bad in ({}, None, {"var_c": 1.0}, {"s_h": 1.0, "var_h": 1.0}):
         with pytest.raises(ValueError, match="consts for variant 'normprop' need 'var_c'"):
             nprnn.lstm_step(params, bad, state, xs[0], variant="normprop")
     with pytest.raises(TypeError, match="params must be a dict"):
