@@ -18,6 +18,7 @@ Example:
 from nprnn.cells import NORM_EPSILON, LSTMState, init_state, lstm_step, run_sequence
 from nprnn.host import tune_host_allocator
 from nprnn.initializers import (
+    COMPENSATIONS,
     DEFAULT_GAMMAS,
     VARIANTS,
     init_bn_stats,
@@ -25,11 +26,12 @@ from nprnn.initializers import (
     project_unit_norm,
     update_bn_stats,
 )
-from nprnn.variances import VARIANCE_METHODS, normprop_variances
+from nprnn.variances import VARIANCE_METHODS, normprop_variances, released_constants, tanh_std
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "COMPENSATIONS",
     "DEFAULT_GAMMAS",
     "LSTMState",
     "NORM_EPSILON",
@@ -41,7 +43,9 @@ __all__ = [
     "lstm_step",
     "normprop_variances",
     "project_unit_norm",
+    "released_constants",
     "run_sequence",
+    "tanh_std",
     "tune_host_allocator",
     "update_bn_stats",
 ]

@@ -1,4 +1,4 @@
-"""The recurrence of ``run_sequence`` with a hand-written backward pass (``jax.custom_vjp``).
+"""Two scans of a layer with hand-written backward passes (``jax.custom_vjp``); imports nprnn._lstm.
 
 Autodiff of ``lax.scan`` accumulates the recurrent weight gradient inside the backward scan,
 ``dW_h += h_{t-1}^T dz_t`` at every step: T small matrix products with an inner dimension of B.
@@ -12,7 +12,7 @@ recurrence. This module does the same, in two forms:
   recomputed sigmoid of the gates) and one product ``dh_{t-1} = dz_t W_h^T``.
 * ``fused_scan`` (layernorm, batchnorm: statistics inside the step). The forward saves ``h_{t-1}``,
   ``c_{t-1}`` and ``hw_t = h_{t-1} W_h``; the backward recomputes the element-wise part of each
-  step from them (``jax.vjp`` of ``cells._cell_update``: no matrix product), which covers the
+  step from them (``jax.vjp`` of ``_lstm.elementwise_step``: no matrix product), which covers the
   per-step normalizations and their statistics.
 
 Both then compute ``dW_h`` as one product. The input part (``x W_x``, its normalization, the bias)
@@ -30,6 +30,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from nprnn._lstm import elementwise_step, matmul, skip_padded
+
 # Entries of the prepared params that the element-wise part of a layernorm / batchnorm step
 # reads (``fused_scan``) ...
 SMALL_PARAMS = ("gamma_h", "gamma_c", "beta_c")
@@ -37,54 +39,13 @@ SMALL_PARAMS = ("gamma_h", "gamma_c", "beta_c")
 INPUT_PARAMS = ("b", "gamma_x")
 
 
-def _matmul(a, w):
-    from nprnn.cells import _matmul  # cells imports this module
-
-    return _matmul(a, w)
-
-
-def _skip_padded(valid, h, c, h_prev, c_prev):
-    """``(h, c, output)`` of a step: at padded positions (``valid`` False) the state is carried
-    through unchanged and the output is zero."""
-    if valid is None:
-        return h, c, h
-    valid = valid[..., None]
-    return (
-        jnp.where(valid, h, h_prev),
-        jnp.where(valid, c, c_prev),
-        jnp.where(valid, h, jnp.zeros_like(h)),
-    )
-
-
-def _step(variant, training, project, small, bn_stats, h_prev, c_prev, hw, u, t, mask, valid):
-    """Element-wise part of one step; returns (h, c, output h, moments).
-
-    ``u`` is the input part of the pre-activations (``project=False``) or the raw input product
-    ``x_t @ W_x`` (``project=True``, then normalized and biased here).
-    """
-    from nprnn.cells import _cell_update, _input_preact  # cells imports this module
-
-    x_moments = None
-    if project:
-        u, x_moments = _input_preact(
-            small, u, t, variant=variant, training=training, bn_stats=bn_stats
-        )
-    new, moments = _cell_update(
-        small, c_prev, hw, u, t, mask, variant=variant, training=training, bn_stats=bn_stats
-    )
-    if project and x_moments is not None:
-        moments["x"] = x_moments
-    h, c, out = _skip_padded(valid, new.h, new.c, h_prev, c_prev)
-    return h, c, out, moments
-
-
 def _forward(variant, training, project, w_x, w_h, small, bn_stats, h0, c0, seq, ts, masks, valid):
     def body(carry, inputs):
         h_prev, c_prev = carry
         v, t, mask, ok = inputs
-        u = _matmul(v, w_x) if project else v
-        hw = _matmul(h_prev, w_h)
-        h, c, out, moments = _step(
+        u = matmul(v, w_x) if project else v
+        hw = matmul(h_prev, w_h)
+        h, c, out, moments = elementwise_step(
             variant, training, project, small, bn_stats, h_prev, c_prev, hw, u, t, mask, ok
         )
         return (h, c), (out, moments, (h_prev, c_prev, hw, u))
@@ -138,14 +99,14 @@ def _bwd(variant, training, project, residuals, cotangents):
         h_prev, c_prev, hw, u, t, mask, ok, dh_out = inputs
 
         def step(small, bn_stats, h_prev, c_prev, hw, u):
-            h, c, out, _ = _step(
+            h, c, out, _ = elementwise_step(
                 variant, training, project, small, bn_stats, h_prev, c_prev, hw, u, t, mask, ok
             )
             return h, c, out
 
         _, vjp = jax.vjp(step, small, bn_stats, h_prev, c_prev, hw, u)
         ds, dstats, dh_direct, dc_prev, dhw, du = vjp((dh, dc, dh_out))
-        dh_prev = dh_direct + _matmul(dhw, w_h_t)
+        dh_prev = dh_direct + matmul(dhw, w_h_t)
         dsmall = jax.tree.map(jnp.add, dsmall, ds)
         dbn = jax.tree.map(jnp.add, dbn, dstats)  # population statistics (batchnorm inference)
         return (dh_prev, dc_prev, dsmall, dbn), (dhw, du)
@@ -161,7 +122,7 @@ def _bwd(variant, training, project, residuals, cotangents):
     dw_h = _flat_outer(h_prevs, dhws, w_h.dtype)
     if project:
         dw_x = _flat_outer(seq, dus, w_x.dtype)
-        dseq = _matmul(dus, w_x.T)
+        dseq = matmul(dus, w_x.T)
     else:
         dw_x, dseq = jnp.zeros_like(w_x), dus
     return dw_x, dw_h, dsmall, dbn, dh0, dc0, dseq, None, None, None
@@ -173,8 +134,6 @@ fused_scan.defvjp(_fwd, _bwd)
 # ----------------------------------------------------------------------------------------------
 # The statistics-free variants in closed form (see the module docstring).
 
-GATED = ("lstm", "weightnorm", "normprop")
-
 
 def _gated_forward(project, w_x, w_h, b, scales, h0, c0, seq, masks, valid):
     hidden = h0.shape[-1]
@@ -182,19 +141,22 @@ def _gated_forward(project, w_x, w_h, b, scales, h0, c0, seq, masks, valid):
     def body(carry, inputs):
         h_prev, c_prev = carry
         v, mask, ok = inputs
-        zx = _matmul(v, w_x) + b if project else v
-        z = zx + _matmul(h_prev, w_h)  # the order of the reference path: same rounding
+        zx = matmul(v, w_x) + b if project else v
+        z = zx + matmul(h_prev, w_h)  # the order of the reference path: same rounding
         acts = jnp.concatenate(  # i, f, o, g
             [jax.nn.sigmoid(z[..., : 3 * hidden]), jnp.tanh(z[..., 3 * hidden :])], axis=-1
         )
         i, f, o, g = jnp.split(acts, 4, axis=-1)
-        c = i * (g if mask is None else g * mask) + f * c_prev
+        gm = g if mask is None else g * mask
+        if scales is not None and scales[2] is not None:
+            gm = gm * scales[2]
+        c = i * gm + f * c_prev
         if scales is None:
             h = o * jnp.tanh(c)
         else:
-            c_scale, h_scale = scales
+            c_scale, h_scale, _ = scales
             h = o * (jnp.tanh(c * c_scale) * h_scale)
-        h, c, out = _skip_padded(ok, h, c, h_prev, c_prev)
+        h, c, out = skip_padded(ok, h, c, h_prev, c_prev)
         return (h, c), (out, (c_prev, acts))
 
     (h, c), (hs, saved) = jax.lax.scan(body, (h0, c0), (seq, masks, valid))
@@ -207,7 +169,8 @@ def gated_scan(project, w_x, w_h, b, scales, h0, c0, seq, masks, valid):
 
     ``seq`` is the input part ``x W_x + b`` of every step ([T, ..., 4H]; ``project=False``,
     ``w_x`` and ``b`` are then None) or the inputs ([T, ..., D]; ``project=True``: ``x_t W_x + b``
-    in the loop). ``scales`` is normprop's ``(c_scale, h_scale)`` (eq. 14-15), None otherwise.
+    in the loop). ``scales`` is normprop's ``(c_scale, h_scale, g_scale)`` (``g_scale`` None in
+    the paper's form; see ``nprnn._lstm.prepare``), None otherwise.
     """
     return _gated_forward(project, w_x, w_h, b, scales, h0, c0, seq, masks, valid)[0]
 
@@ -235,7 +198,9 @@ def _gated_bwd(project, residuals, cotangents):
         else:
             dh = dh + dh_out
         i, f, o, g = jnp.split(acts, 4, axis=-1)
-        gm = g if mask is None else g * mask
+        g_scale = None if scales is None else scales[2]
+        gd = g if mask is None else g * mask  # the candidate after dropout
+        gm = gd if g_scale is None else gd * g_scale
         c = i * gm + f * c_prev
         dtanh = dh * o  # the gradient w.r.t. the cell's output
         if scales is None:
@@ -243,16 +208,21 @@ def _gated_bwd(project, residuals, cotangents):
             do = dh * a
             dc = dc + dtanh * (1.0 - a * a)
         else:
-            c_scale, h_scale = scales
+            c_scale, h_scale, _ = scales
             a = jnp.tanh(c * c_scale)
             do = dh * (a * h_scale)
             dpre = dtanh * h_scale * (1.0 - a * a)
             dscales = (
                 dscales[0] + _sum_to(dpre * c, c_scale.shape),
                 dscales[1] + _sum_to(dtanh * a, h_scale.shape),
+                dscales[2],
             )
             dc = dc + dpre * c_scale
-        dg = dc * i if mask is None else dc * i * mask
+        dgm = dc * i
+        if g_scale is not None:
+            dscales = (*dscales[:2], dscales[2] + _sum_to(dgm * gd, g_scale.shape))
+            dgm = dgm * g_scale
+        dg = dgm if mask is None else dgm * mask
         dz = jnp.concatenate(
             [
                 dc * gm * i * (1.0 - i),
@@ -262,7 +232,7 @@ def _gated_bwd(project, residuals, cotangents):
             ],
             axis=-1,
         )
-        dh_prev = _matmul(dz, w_h_t)
+        dh_prev = matmul(dz, w_h_t)
         dc_prev = dc * f
         if ok is not None:
             dh_prev = dh_prev + dh_skip
@@ -285,7 +255,7 @@ def _gated_bwd(project, residuals, cotangents):
     if project:
         dw_x = _flat_outer(seq, dzs, w_x.dtype)
         db = _sum_to(dzs, b.shape)
-        dseq = _matmul(dzs, w_x.T)
+        dseq = matmul(dzs, w_x.T)
     else:
         dw_x, db, dseq = None, None, dzs
     return dw_x, dw_h, db, dscales, dh0, dc0, dseq, None, None

@@ -1,4 +1,8 @@
-"""One LSTM step and the scan runner, for the five variants of :data:`nprnn.VARIANTS`.
+"""The public step and sequence functions of an LSTM layer; imports nprnn._lstm, nprnn._runners
+and nprnn._validate.
+
+``lstm_step`` and ``run_sequence`` for the five variants of :data:`nprnn.VARIANTS`, validated
+once by one shared check; the maths is in :mod:`nprnn._lstm`, the scans in :mod:`nprnn._runners`.
 
 Shapes use T (time), B (batch), D (input), H (hidden). Sequences are time-major, [T, B, D].
 Gates are fused along the last axis in the paper's order i, f, o, g. With
@@ -43,17 +47,25 @@ References:
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 
-from nprnn import _fused
-from nprnn.initializers import check_variant
+from nprnn import _validate
+from nprnn._lstm import (
+    NORM_EPSILON,
+    LSTMState,
+    cell_update,
+    check_state,
+    check_variant,
+    compensation_of,
+    dropout_mask,
+    input_preact,
+    matmul,
+    prepare,
+)
+from nprnn._runners import RUNNERS, runner_path, scan_inputs
 
 __all__ = ["LSTMState", "init_state", "lstm_step", "run_sequence", "NORM_EPSILON"]
-
-NORM_EPSILON = 1e-5
 
 _REQUIRED = {
     "lstm": ("w_x", "w_h", "b"),
@@ -62,18 +74,6 @@ _REQUIRED = {
     "layernorm": ("w_x", "w_h", "b", "gamma_x", "gamma_h", "gamma_c", "beta_c"),
     "batchnorm": ("w_x", "w_h", "b", "gamma_x", "gamma_h", "gamma_c", "beta_c"),
 }
-
-
-class LSTMState(NamedTuple):
-    """The recurrent state of one LSTM layer.
-
-    Attributes:
-        h: hidden state (the output), [B, H] (or [H] for a single unbatched example).
-        c: cell, same shape as ``h``.
-    """
-
-    h: jax.Array
-    c: jax.Array
 
 
 def init_state(batch_size: int, hidden_size: int, dtype=jnp.float32) -> LSTMState:
@@ -85,11 +85,9 @@ def init_state(batch_size: int, hidden_size: int, dtype=jnp.float32) -> LSTMStat
     Raises:
         ValueError: for a non-positive size or a non-floating dtype.
     """
-    for name, value in (("batch_size", batch_size), ("hidden_size", hidden_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise ValueError(f"dtype must be a floating dtype, got {jnp.dtype(dtype)}")
+    batch_size = _validate.positive_int("batch_size", batch_size)
+    hidden_size = _validate.positive_int("hidden_size", hidden_size)
+    dtype = _validate.floating_dtype("dtype", dtype)
     zeros = jnp.zeros((batch_size, hidden_size), dtype)
     return LSTMState(h=zeros, c=zeros)
 
@@ -98,8 +96,44 @@ def init_state(batch_size: int, hidden_size: int, dtype=jnp.float32) -> LSTMStat
 # Validation (Python level, before any tracing of the maths).
 
 
-def _check_call(params, consts, state, x, *, variant, seq, training, bn_stats, t, key, rate, rm):
+def _check_call(
+    params,
+    consts,
+    state,
+    x,
+    *,
+    variant,
+    seq,
+    training,
+    bn_stats,
+    t,
+    key,
+    dropout_rate,
+    return_moments,
+    matmul_dtype,
+    seq_lengths=None,
+):
+    """The one validation of :func:`lstm_step` (``seq=False``) and :func:`run_sequence`."""
     check_variant(variant)
+    _check_params(params, consts, variant)
+    batch_shape = _check_arrays(params, state, x, seq)
+    _validate.probability("dropout_rate", dropout_rate)
+    if training and dropout_rate > 0.0 and key is None:
+        raise ValueError("recurrent dropout in training needs a PRNG key: pass key=...")
+    if variant == "batchnorm":
+        _check_batchnorm(params, bn_stats, batch_shape, training, seq or t is not None)
+    if return_moments and not (variant == "batchnorm" and training):
+        raise ValueError("return_moments=True is only meaningful for batchnorm with training=True")
+    if seq_lengths is not None and jnp.shape(seq_lengths) != batch_shape:
+        raise ValueError(
+            f"seq_lengths must have shape {batch_shape} (the batch of xs), "
+            f"got {jnp.shape(seq_lengths)}"
+        )
+    if matmul_dtype is not None:
+        _validate.floating_dtype("matmul_dtype", matmul_dtype)
+
+
+def _check_params(params, consts, variant):
     if not isinstance(params, dict):
         raise TypeError(f"params must be a dict, got {type(params).__name__}")
     missing = [k for k in _REQUIRED[variant] if k not in params]
@@ -107,10 +141,15 @@ def _check_call(params, consts, state, x, *, variant, seq, training, bn_stats, t
         raise ValueError(
             f"params for variant {variant!r} lack {missing}; make them with init_params"
         )
-    if variant == "normprop" and not {"var_c", "var_h"} <= set(consts or {}):
+    if variant == "normprop" and compensation_of(consts) is None:
         raise ValueError(
-            "consts for variant 'normprop' need 'var_c' and 'var_h' (from init_params)"
+            "consts for variant 'normprop' need 'var_c' and 'var_h' (compensation 'paper') or "
+            "'s_h' and 's_c' (compensation 'released'); make them with init_params"
         )
+
+
+def _check_arrays(params, state, x, seq) -> tuple:
+    """Checks the input and the state against the layer; returns the batch shape."""
     what = "xs" if seq else "x"
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         raise TypeError(f"{what} must be an array, got {type(x).__name__}")
@@ -125,8 +164,7 @@ def _check_call(params, consts, state, x, *, variant, seq, training, bn_stats, t
         raise ValueError(
             f"{what} has {x.shape[-1]} features but the layer expects input_size={input_size}"
         )
-    if not isinstance(state, tuple) or len(state) != 2:
-        raise TypeError(f"state must be an LSTMState(h, c), got {type(state).__name__}")
+    check_state(state)
     batch_shape = x.shape[1:-1] if seq else x.shape[:-1]
     expected = (*batch_shape, hidden_size)
     for name, value in zip(("h", "c"), state, strict=True):
@@ -135,135 +173,24 @@ def _check_call(params, consts, state, x, *, variant, seq, training, bn_stats, t
                 f"state.{name} has shape {getattr(value, 'shape', None)} but {what} of shape "
                 f"{x.shape} and hidden_size={hidden_size} need {expected}"
             )
-    if not 0.0 <= rate < 1.0:
-        raise ValueError(f"dropout_rate must be in [0, 1), got {rate!r}")
-    if training and rate > 0.0 and key is None:
-        raise ValueError("recurrent dropout in training needs a PRNG key: pass key=...")
-    if variant == "batchnorm":
-        if training and not batch_shape:
-            raise ValueError("batchnorm in training needs a batch axis: x of shape [B, D]")
-        if not training:
-            if bn_stats is None:
-                raise ValueError("batchnorm at inference needs bn_stats (from nprnn.init_bn_stats)")
-            if bn_stats["c"]["mean"].shape[-1] != hidden_size:
-                raise ValueError(
-                    f"bn_stats are for hidden_size={bn_stats['c']['mean'].shape[-1]}, "
-                    f"the layer has hidden_size={hidden_size}"
-                )
-            if not seq and t is None:
-                raise ValueError(
-                    "batchnorm at inference needs the time step t=... to pick statistics"
-                )
-    if rm and not (variant == "batchnorm" and training):
-        raise ValueError("return_moments=True is only meaningful for batchnorm with training=True")
+    return batch_shape
 
 
-# ----------------------------------------------------------------------------------------------
-# The maths, shared by lstm_step and run_sequence.
-
-
-def _column_norm(w):
-    return jnp.sqrt(jnp.sum(jnp.square(w), axis=0))
-
-
-def _matmul(a, w):
-    """``a @ w``; with low-precision weights (mixed precision), ``a`` is cast to their dtype and
-    the product accumulates and returns in ``a``'s dtype."""
-    if a.dtype == w.dtype:
-        return a @ w
-    return jnp.matmul(a.astype(w.dtype), w, preferred_element_type=a.dtype)
-
-
-def _prepare(params, consts, variant, matmul_dtype=None):
-    """Everything that does not depend on the time step (done once per sequence)."""
-    p = dict(params)
-    if variant in ("weightnorm", "normprop"):
-        # gamma * (x W / ||W||) == x (W * gamma / ||W||): fold the scale into the weights.
-        p["w_x"] = params["w_x"] * (params["gamma_x"] / _column_norm(params["w_x"]))
-        p["w_h"] = params["w_h"] * (params["gamma_h"] / _column_norm(params["w_h"]))
-    if variant == "normprop":
-        p["c_scale"] = params["gamma_c"] * jax.lax.rsqrt(consts["var_c"])
-        p["h_scale"] = jax.lax.rsqrt(consts["var_h"])
-    if matmul_dtype is not None:
-        p["w_x"] = p["w_x"].astype(matmul_dtype)
-        p["w_h"] = p["w_h"].astype(matmul_dtype)
-    return p
-
-
-def _layer_norm(a):
-    mean = jnp.mean(a, axis=-1, keepdims=True)
-    var = jnp.mean(jnp.square(a - mean), axis=-1, keepdims=True)
-    return (a - mean) * jax.lax.rsqrt(var + NORM_EPSILON)
-
-
-def _batch_norm(a, which, t, training, bn_stats):
-    """Standardizes [B, F] over the batch; returns the result and the moments used."""
+def _check_batchnorm(params, bn_stats, batch_shape, training, has_time):
     if training:
-        mean = jnp.mean(a, axis=0)
-        var = jnp.mean(jnp.square(a - mean), axis=0)
-    else:
-        stats = bn_stats[which]
-        row = jnp.minimum(t, stats["mean"].shape[0] - 1)
-        mean, var = stats["mean"][row], stats["var"][row]
-    return (a - mean) * jax.lax.rsqrt(var + NORM_EPSILON), {"mean": mean, "var": var}
-
-
-def _input_preact(p, xw, t, *, variant, training, bn_stats):
-    """The input part of eq. 13 (bias included), from ``xw = x @ p['w_x']``."""
-    if variant == "layernorm":
-        return _layer_norm(xw) * p["gamma_x"] + p["b"], None
-    if variant == "batchnorm":
-        xn, moments = _batch_norm(xw, "x", t, training, bn_stats)
-        return xn * p["gamma_x"] + p["b"], moments
-    return xw + p["b"], None
-
-
-def _recurrent_step(p, state, zx, t, mask, *, variant, training, bn_stats):
-    """Eq. 13-15 given the input part ``zx``; returns the new state and the batch moments."""
-    return _cell_update(
-        p,
-        state.c,
-        _matmul(state.h, p["w_h"]),
-        zx,
-        t,
-        mask,
-        variant=variant,
-        training=training,
-        bn_stats=bn_stats,
-    )
-
-
-def _cell_update(p, c_prev, hw, zx, t, mask, *, variant, training, bn_stats):
-    """Everything of a step after the recurrent product ``hw = h_{t-1} @ p['w_h']``."""
-    moments = {}
-    if variant == "layernorm":
-        hw = _layer_norm(hw) * p["gamma_h"]
-    elif variant == "batchnorm":
-        hw, moments["h"] = _batch_norm(hw, "h", t, training, bn_stats)
-        hw = hw * p["gamma_h"]
-    i, f, o, g = jnp.split(zx + hw, 4, axis=-1)
-    g = jnp.tanh(g)
-    if mask is not None:
-        g = g * mask
-    c = jax.nn.sigmoid(i) * g + jax.nn.sigmoid(f) * c_prev
-    if variant == "normprop":
-        out = jnp.tanh(c * p["c_scale"]) * p["h_scale"]
-    elif variant == "layernorm":
-        out = jnp.tanh(_layer_norm(c) * p["gamma_c"] + p["beta_c"])
-    elif variant == "batchnorm":
-        cn, moments["c"] = _batch_norm(c, "c", t, training, bn_stats)
-        out = jnp.tanh(cn * p["gamma_c"] + p["beta_c"])
-    else:
-        out = jnp.tanh(c)
-    h = jax.nn.sigmoid(o) * out
-    return LSTMState(h=h, c=c), moments
-
-
-def _dropout_mask(key, rate, shape, dtype):
-    if key is None or rate == 0.0:
-        return None
-    keep = jax.random.bernoulli(key, 1.0 - rate, shape)
-    return keep.astype(dtype) / (1.0 - rate)
+        if not batch_shape:
+            raise ValueError("batchnorm in training needs a batch axis: x of shape [B, D]")
+        return
+    if bn_stats is None:
+        raise ValueError("batchnorm at inference needs bn_stats (from nprnn.init_bn_stats)")
+    hidden_size = params["w_h"].shape[0]
+    if bn_stats["c"]["mean"].shape[-1] != hidden_size:
+        raise ValueError(
+            f"bn_stats are for hidden_size={bn_stats['c']['mean'].shape[-1]}, "
+            f"the layer has hidden_size={hidden_size}"
+        )
+    if not has_time:
+        raise ValueError("batchnorm at inference needs the time step t=... to pick statistics")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -348,19 +275,15 @@ def lstm_step(
         bn_stats=bn_stats,
         t=t,
         key=key,
-        rate=dropout_rate,
-        rm=return_moments,
+        dropout_rate=dropout_rate,
+        return_moments=return_moments,
+        matmul_dtype=matmul_dtype,
     )
-    if matmul_dtype is not None and not jnp.issubdtype(matmul_dtype, jnp.floating):
-        raise ValueError(f"matmul_dtype must be a floating dtype, got {jnp.dtype(matmul_dtype)}")
-    p = _prepare(params, consts, variant, matmul_dtype)
-    zx, x_moments = _input_preact(
-        p, _matmul(x, p["w_x"]), t, variant=variant, training=training, bn_stats=bn_stats
-    )
-    mask = _dropout_mask(key, dropout_rate, state.h.shape, state.h.dtype) if training else None
-    state, moments = _recurrent_step(
-        p, LSTMState(*state), zx, t, mask, variant=variant, training=training, bn_stats=bn_stats
-    )
+    p = prepare(params, consts, variant, matmul_dtype)
+    opts = dict(variant=variant, training=training, bn_stats=bn_stats)
+    zx, x_moments = input_preact(p, matmul(x, p["w_x"]), t, **opts)
+    mask = dropout_mask(key, dropout_rate, state.h.shape, state.h.dtype) if training else None
+    state, moments = cell_update(p, state.c, matmul(state.h, p["w_h"]), zx, t, mask, **opts)
     if return_moments:
         return state, (state.h, {"x": x_moments, **moments})
     return state, state.h
@@ -426,8 +349,10 @@ def run_sequence(
 
     Returns:
         ``(state, hs)``: the final ``LSTMState`` and the outputs ``hs`` [T, B, H]. With
-        ``return_moments``, ``(state, hs, moments)`` where ``moments`` has rows [T, ...] for
-        :func:`nprnn.update_bn_stats`.
+        ``return_moments``, ``(state, (hs, moments))`` where ``moments`` has rows [T, ...] for
+        :func:`nprnn.update_bn_stats`: like :func:`lstm_step` and ``jax.lax.scan``, the result
+        is always a pair ``(final carry, outputs)``, so ``state, hs = run_sequence(...)`` and
+        ``state, (hs, moments) = run_sequence(..., return_moments=True)``.
 
     Raises:
         ValueError: as :func:`lstm_step`, and for ``seq_lengths`` of the wrong shape.
@@ -453,88 +378,30 @@ def run_sequence(
         bn_stats=bn_stats,
         t=t0,
         key=key,
-        rate=dropout_rate,
-        rm=return_moments,
+        dropout_rate=dropout_rate,
+        return_moments=return_moments,
+        matmul_dtype=matmul_dtype,
+        seq_lengths=seq_lengths,
     )
-    steps = xs.shape[0]
-    if seq_lengths is not None and jnp.shape(seq_lengths) != xs.shape[1:-1]:
-        raise ValueError(
-            f"seq_lengths must have shape {xs.shape[1:-1]} (the batch of xs), "
-            f"got {jnp.shape(seq_lengths)}"
-        )
-    if matmul_dtype is not None and not jnp.issubdtype(matmul_dtype, jnp.floating):
-        raise ValueError(f"matmul_dtype must be a floating dtype, got {jnp.dtype(matmul_dtype)}")
-    p = _prepare(params, consts, variant, matmul_dtype)
-    ts = t0 + jnp.arange(steps)
+    p = prepare(params, consts, variant, matmul_dtype)
     if hoist_input is None:
         hoist_input = jax.default_backend() != "cpu"
-    if hoist_input:
-        norm_x = jax.vmap(
-            lambda xw, t: _input_preact(
-                p, xw, t, variant=variant, training=training, bn_stats=bn_stats
-            )
-        )
-        seq, x_moments = norm_x(_matmul(xs, p["w_x"]), ts)
-    else:
-        seq, x_moments = xs, None
-    state = LSTMState(*state)
-    masks = None
-    if training and dropout_rate > 0.0:
-        masks = jax.vmap(lambda k: _dropout_mask(k, dropout_rate, state.h.shape, state.h.dtype))(
-            jax.random.split(key, steps)
-        )
-    valid = None
-    if seq_lengths is not None:
-        valid = jnp.arange(steps).reshape((steps,) + (1,) * len(xs.shape[1:-1])) < seq_lengths
-    project = not hoist_input
-    if fused_backward and variant in _fused.GATED:
-        scales = (p["c_scale"], p["h_scale"]) if variant == "normprop" else None
-        h, c, hs = _fused.gated_scan(
-            project,
-            p["w_x"] if project else None,
-            p["w_h"],
-            p["b"] if project else None,
-            scales,
-            state.h,
-            state.c,
-            seq,
-            masks,
-            valid,
-        )
-        state, moments = LSTMState(h=h, c=c), {}
-    elif fused_backward:
-        names = _fused.SMALL_PARAMS + (_fused.INPUT_PARAMS if project else ())
-        small = {k: p[k] for k in names}
-        h, c, hs, moments = _fused.fused_scan(
-            variant,
-            training,
-            project,
-            p["w_x"],
-            p["w_h"],
-            small,
-            bn_stats,
-            state.h,
-            state.c,
-            seq,
-            ts,
-            masks,
-            valid,
-        )
-        state = LSTMState(h=h, c=c)
-    else:
-
-        def body(state, inputs):
-            v, t, mask, ok = inputs
-            u = _matmul(v, p["w_x"]) if project else v
-            hw = _matmul(state.h, p["w_h"])
-            h, c, out, moments = _fused._step(
-                variant, training, project, p, bn_stats, state.h, state.c, hw, u, t, mask, ok
-            )
-            return LSTMState(h=h, c=c), (out, moments)
-
-        state, (hs, moments) = jax.lax.scan(body, state, (seq, ts, masks, valid), unroll=unroll)
-    if project:
+    opts = dict(variant=variant, training=training, bn_stats=bn_stats)
+    inputs, x_moments = scan_inputs(
+        p,
+        state,
+        xs,
+        t0=t0,
+        key=key,
+        dropout_rate=dropout_rate,
+        seq_lengths=seq_lengths,
+        hoist=hoist_input,
+        **opts,
+    )
+    run = RUNNERS[runner_path(variant, fused_backward)]
+    state, hs, moments = run(p, state, inputs, project=not hoist_input, unroll=unroll, **opts)
+    if not hoist_input:
         x_moments = moments.pop("x", None)
     if return_moments:
-        return state, hs, {"x": x_moments, **moments}
+        return state, (hs, {"x": x_moments, **moments})
     return state, hs

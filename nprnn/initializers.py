@@ -1,4 +1,5 @@
-"""Parameter initialization for the five LSTM variants, and the unit-norm projection.
+"""Parameter initialization for the five LSTM variants, and the unit-norm projection; imports
+nprnn._lstm, nprnn._validate and nprnn.variances.
 
 Every variant stores its weights as ``x @ W`` matrices, gates fused along the last axis in the
 paper's order i, f, o, g:
@@ -9,6 +10,7 @@ variant      ``params``                                                 ``consts
 lstm         ``w_x`` [D, 4H], ``w_h`` [H, 4H], ``b`` [4H]               (empty)
 weightnorm   lstm's + ``gamma_x`` [4H], ``gamma_h`` [4H]                (empty)
 normprop     weightnorm's + ``gamma_c`` [H]                             ``var_c``, ``var_h`` []
+                                                                        (or ``s_h``, ``s_c`` [])
 layernorm    weightnorm's + ``gamma_c`` [H], ``beta_c`` [H]             (empty)
 batchnorm    weightnorm's + ``gamma_c`` [H], ``beta_c`` [H]             (empty)
 ===========  =========================================================  ======================
@@ -18,16 +20,16 @@ Batch-norm population statistics are a third pytree, made by :func:`init_bn_stat
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import jax
 import jax.numpy as jnp
 
-from nprnn.variances import VARIANCE_METHODS, normprop_variances
+from nprnn import _validate
+from nprnn._lstm import COMPENSATIONS, VARIANTS, check_variant, column_norm, orthogonal_gates
+from nprnn.variances import VARIANCE_METHODS, normprop_variances, released_constants
 
 __all__ = [
     "VARIANTS",
+    "COMPENSATIONS",
     "DEFAULT_GAMMAS",
     "init_params",
     "init_bn_stats",
@@ -35,8 +37,6 @@ __all__ = [
     "project_unit_norm",
     "check_variant",
 ]
-
-VARIANTS = ("lstm", "weightnorm", "layernorm", "batchnorm", "normprop")
 
 # (gamma_x, gamma_h, gamma_c) at initialization. lstm has none; weightnorm has no gamma_c.
 DEFAULT_GAMMAS = {
@@ -50,36 +50,12 @@ DEFAULT_GAMMAS = {
 }
 
 
-def check_variant(variant: str) -> str:
-    """Returns ``variant`` if it is one of :data:`VARIANTS`, else raises a ``ValueError``."""
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown LSTM variant {variant!r}; expected one of {VARIANTS}")
-    return variant
-
-
-def _check_size(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _check_gamma(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value!r}")
-    return float(value)
-
-
-def _column_norm(w):
-    return jnp.sqrt(jnp.sum(jnp.square(w), axis=0))
-
-
-def orthogonal_gates(key, rows: int, hidden_size: int, dtype):
-    """[rows, 4H]: an independent random (semi-)orthogonal [rows, H] block per gate."""
-    init = jax.nn.initializers.orthogonal()
-    blocks = [init(k, (rows, hidden_size), dtype) for k in jax.random.split(key, 4)]
-    return jnp.concatenate(blocks, axis=-1)
+def _initial_gamma(name: str, value, default):
+    """The checked initial gamma (``default`` where ``value`` is None); None if the variant has
+    no such gamma."""
+    if default is None:
+        return None
+    return _validate.positive_gamma(name, default if value is None else value)
 
 
 def init_params(
@@ -93,6 +69,7 @@ def init_params(
     gamma_c: float | None = None,
     forget_bias: float = 0.0,
     variance_method: str = "analytic",
+    compensation: str = "paper",
     dtype=jnp.float32,
 ) -> tuple[dict, dict]:
     """Initializes one LSTM layer of the given variant.
@@ -111,6 +88,14 @@ def init_params(
             The normprop variance constants assume a zero bias at initialization.
         variance_method: normprop only: how ``var_c`` and ``var_h`` are computed, ``"analytic"``
             (the paper's eq. 8 and 12) or ``"simulated"``; see :func:`nprnn.normprop_variances`.
+        compensation: normprop only: which form of the Normalized LSTM, one of
+            :data:`COMPENSATIONS`. ``"paper"``: eq. 14-15 as printed, ``consts = {var_c, var_h}``.
+            ``"released"``: the authors' released code (``Thrandis/draw``),
+            ``c_t = sigma(f~) c_{t-1} + sigma(i~) tanh(g~) / s_h`` and
+            ``h_t = sigma(o~) tanh(gamma_c c_t) / s_c`` with ``s_h = s(gamma_h)``,
+            ``s_c = s(gamma_c)`` of the initial gammas (:func:`nprnn.released_constants`),
+            ``consts = {s_h, s_c}``. The step and sequence functions read the form from
+            ``consts``.
         dtype: floating dtype of the parameters.
 
     Returns:
@@ -135,18 +120,20 @@ def init_params(
         ((4, 16), (4,), ['var_c', 'var_h'])
     """
     check_variant(variant)
-    input_size = _check_size("input_size", input_size)
-    hidden_size = _check_size("hidden_size", hidden_size)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise ValueError(f"dtype must be a floating dtype, got {jnp.dtype(dtype)}")
-    if variance_method not in VARIANCE_METHODS:
+    input_size = _validate.positive_int("input_size", input_size)
+    hidden_size = _validate.positive_int("hidden_size", hidden_size)
+    dtype = _validate.floating_dtype("dtype", dtype)
+    _validate.one_of("variance method", variance_method, VARIANCE_METHODS)
+    _validate.one_of("compensation", compensation, tuple(COMPENSATIONS))
+    if compensation == "released" and variance_method != "analytic":
         raise ValueError(
-            f"unknown variance_method {variance_method!r}; expected one of {VARIANCE_METHODS}"
+            f"variance_method={variance_method!r} applies to compensation='paper' only; the "
+            "released form's constants are s(gamma) of the initial gammas"
         )
     default_x, default_h, default_c = DEFAULT_GAMMAS[variant]
-    gx = _check_gamma("gamma_x", default_x if gamma_x is None else gamma_x) if default_x else None
-    gh = _check_gamma("gamma_h", default_h if gamma_h is None else gamma_h) if default_h else None
-    gc = _check_gamma("gamma_c", default_c if gamma_c is None else gamma_c) if default_c else None
+    gx = _initial_gamma("gamma_x", gamma_x, default_x)
+    gh = _initial_gamma("gamma_h", gamma_h, default_h)
+    gc = _initial_gamma("gamma_c", gamma_c, default_c)
 
     key_x, key_h = jax.random.split(key)
     w_x = orthogonal_gates(key_x, input_size, hidden_size, dtype)
@@ -163,7 +150,10 @@ def init_params(
         params["gamma_c"] = jnp.full((hidden_size,), gc, dtype)
     if variant in ("layernorm", "batchnorm"):
         params["beta_c"] = jnp.zeros((hidden_size,), dtype)
-    if variant == "normprop":
+    if variant == "normprop" and compensation == "released":
+        s_h, s_c = released_constants(gh, gc)
+        consts = {"s_h": jnp.asarray(s_h, dtype), "s_c": jnp.asarray(s_c, dtype)}
+    elif variant == "normprop":
         var_c, var_h = normprop_variances(gx, gh, gc, method=variance_method, w_h=w_h)
         consts = {"var_c": jnp.asarray(var_c, dtype), "var_h": jnp.asarray(var_h, dtype)}
     return params, consts
@@ -190,7 +180,7 @@ def project_unit_norm(params: dict) -> dict:
         raise ValueError(f"project_unit_norm needs params with 'w_x' and 'w_h'; missing {missing}")
     out = dict(params)
     for k in ("w_x", "w_h"):
-        out[k] = params[k] / _column_norm(params[k])
+        out[k] = params[k] / column_norm(params[k])
     return out
 
 
@@ -208,8 +198,8 @@ def init_bn_stats(hidden_size: int, max_steps: int, dtype=jnp.float32) -> dict:
         statistics of ``x W_x`` and ``h W_h`` ([T_max, 4H]) and of ``c`` ([T_max, H]); means 0,
         variances 1.
     """
-    hidden_size = _check_size("hidden_size", hidden_size)
-    max_steps = _check_size("max_steps", max_steps)
+    hidden_size = _validate.positive_int("hidden_size", hidden_size)
+    max_steps = _validate.positive_int("max_steps", max_steps)
 
     def moments(width):
         return {
@@ -237,8 +227,7 @@ def update_bn_stats(bn_stats: dict, moments: dict, *, momentum: float = 0.99, t0
     Raises:
         ValueError: if ``momentum`` is outside [0, 1) or the moments do not fit in T_max rows.
     """
-    if not 0.0 <= momentum < 1.0:
-        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+    _validate.probability("momentum", momentum)
     max_steps = bn_stats["c"]["mean"].shape[0]
     steps = moments["c"]["mean"].shape[0]
     if isinstance(t0, jax.core.Tracer):

@@ -1,4 +1,4 @@
-"""The two variance constants of the Normalized LSTM (Laurent et al. 2017, eq. 8 and 12).
+"""The frozen constants of the Normalized LSTM's two forms; imports nprnn._lstm, nprnn._validate.
 
 The Normalized LSTM divides the cell by ``sqrt(var_c)`` and the output by ``sqrt(var_h)``
 (eq. 15). Both are constants, computed once at initialization from the gammas and then frozen:
@@ -19,8 +19,14 @@ Two ways to compute them:
   fixed-point iteration for the constants that make the time-averaged stationary variance of
   ``c_t / sqrt(var_c)`` and of ``h_t`` equal to 1 under the real recurrent dynamics.
 
+The authors' released code (``compensation="released"``, :func:`released_constants`) uses
+other constants: ``s(gamma) = std(tanh(gamma z))`` for z ~ N(0, 1) at the initial gamma_h (it
+divides the cell candidate) and at the initial gamma_c (it divides the output), also by
+quadrature.
+
 References:
   C. Laurent, N. Ballas, P. Vincent. Recurrent Normalization Propagation. ICLR 2017 workshop.
+  C. Laurent, github.com/Thrandis/draw, ``draw/bricks.py`` (``norm_tanh``, ``LSTM.apply``).
 """
 
 from __future__ import annotations
@@ -33,7 +39,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["normprop_variances", "VARIANCE_METHODS"]
+from nprnn import _validate
+from nprnn._lstm import LSTMState, cell_update, column_norm, matmul, orthogonal_gates
+
+__all__ = ["normprop_variances", "released_constants", "tanh_std", "VARIANCE_METHODS"]
 
 VARIANCE_METHODS = ("analytic", "simulated")
 
@@ -49,16 +58,6 @@ def _gaussian_mean(fn, std: float) -> float:
 
 def _sigmoid(z):
     return 0.5 * (1.0 + np.tanh(0.5 * z))
-
-
-def _check_gamma(name: str, value) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive real number, got {value!r}") from None
-    if not math.isfinite(value) or value <= 0.0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return value
 
 
 def _analytic(gamma_x: float, gamma_h: float, gamma_c: float, eq9_literal: bool):
@@ -82,8 +81,6 @@ def _simulate(w_h, zx, gammas, var_c, var_h, *, steps: int):
     Returns:
         The per-step variances of c_t / sqrt(var_c) and of h_t over batch and units, each [T].
     """
-    from nprnn.cells import LSTMState, _recurrent_step  # cells imports this module
-
     gamma_x, gamma_h, gamma_c = gammas
     prepared = {
         "w_h": w_h * gamma_h,
@@ -92,9 +89,10 @@ def _simulate(w_h, zx, gammas, var_c, var_h, *, steps: int):
     }
 
     def step(state, zx_t):
-        state, _ = _recurrent_step(
+        state, _ = cell_update(
             prepared,
-            state,
+            state.c,
+            matmul(state.h, prepared["w_h"]),
             gamma_x * zx_t,
             None,
             None,
@@ -152,6 +150,30 @@ def _simulated(w_h, zx, gammas, start, *, burn_in, tol, max_iter):
             stacklevel=3,
         )
     return float(np.exp(x[0])), float(np.exp(x[1]))
+
+
+def tanh_std(gamma: float) -> float:
+    """``s(gamma) = std(tanh(gamma z))`` for z ~ N(0, 1), by quadrature (``E[tanh] = 0``).
+
+    Example:
+        >>> round(tanh_std(1.0) ** 2, 4), round(tanh_std(0.1) ** 2, 4)
+        (0.3943, 0.0098)
+    """
+    gamma = _validate.positive_gamma("gamma", gamma)
+    return math.sqrt(_gaussian_mean(lambda z: np.tanh(z) ** 2, gamma))
+
+
+def released_constants(gamma_h: float, gamma_c: float) -> tuple[float, float]:
+    """``(s_h, s_c) = (s(gamma_h), s(gamma_c))`` of the released form, from the initial gammas.
+
+    The authors' code divides the cell candidate ``sigma(i~) tanh(g~)`` by ``s_h`` and the output
+    ``sigma(o~) tanh(gamma_c c_t)`` by ``s_c`` (``norm_tanh`` in ``Thrandis/draw``), with both
+    constants computed once from the gammas given at initialization and then frozen.
+    """
+    return (
+        tanh_std(_validate.positive_gamma("gamma_h", gamma_h)),
+        tanh_std(_validate.positive_gamma("gamma_c", gamma_c)),
+    )
 
 
 def normprop_variances(
@@ -217,11 +239,10 @@ def normprop_variances(
         >>> round(var_c, 3), round(var_h, 3)
         (0.448, 0.15)
     """
-    gamma_x = _check_gamma("gamma_x", gamma_x)
-    gamma_h = _check_gamma("gamma_h", gamma_h)
-    gamma_c = _check_gamma("gamma_c", gamma_c)
-    if method not in VARIANCE_METHODS:
-        raise ValueError(f"unknown variance method {method!r}; expected one of {VARIANCE_METHODS}")
+    gamma_x = _validate.positive_gamma("gamma_x", gamma_x)
+    gamma_h = _validate.positive_gamma("gamma_h", gamma_h)
+    gamma_c = _validate.positive_gamma("gamma_c", gamma_c)
+    _validate.one_of("variance method", method, VARIANCE_METHODS)
     analytic = _analytic(gamma_x, gamma_h, gamma_c, eq9_literal)
     if method == "analytic":
         return analytic
@@ -229,14 +250,12 @@ def normprop_variances(
         raise ValueError(f"burn_in ({burn_in}) must be smaller than steps ({steps})")
     key_w, key_x = jax.random.split(jax.random.key(seed))
     if w_h is None:
-        from nprnn.initializers import orthogonal_gates  # initializers imports this module
-
         w_h = orthogonal_gates(key_w, hidden_size, hidden_size, jnp.float32)
     else:
         w_h = jnp.asarray(w_h, jnp.float32)
         if w_h.ndim != 2 or w_h.shape[1] != 4 * w_h.shape[0]:
             raise ValueError(f"w_h must have shape [H, 4H], got {w_h.shape}")
-        w_h = w_h / jnp.linalg.norm(w_h, axis=0)
+        w_h = w_h / column_norm(w_h)
     # With unit-norm orthogonal columns and x_t ~ N(0, I), x_t W_x is exactly N(0, I): sample it.
     zx = jax.random.normal(key_x, (steps, batch_size, w_h.shape[1]))
     return _simulated(

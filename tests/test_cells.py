@@ -81,7 +81,17 @@ GOLDEN_GAMMAS = {
 
 # A "case" is a variant plus the mode it runs in. Batch norm has two: training (batch statistics)
 # and inference (population statistics of row min(t, T_MAX - 1)).
-CASES = ["lstm", "weightnorm", "normprop", "layernorm", "batchnorm-train", "batchnorm-infer"]
+# normprop runs in two forms: eq. 14-15 as printed ("normprop") and the authors' released code
+# ("normprop-released"), told apart by their constants.
+CASES = [
+    "lstm",
+    "weightnorm",
+    "normprop",
+    "normprop-released",
+    "layernorm",
+    "batchnorm-train",
+    "batchnorm-infer",
+]
 NOT_BN_TRAIN = [c for c in CASES if c != "batchnorm-train"]
 JIT = pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
 
@@ -97,8 +107,10 @@ def is_training(case: str) -> bool:
 # ------------------------------------------------------------------------ random test inputs
 
 
-def random_params(variant: str, seed: int = 1):
-    """float64 params with the golden shapes and random values, and random consts."""
+def random_params(case: str, seed: int = 1):
+    """float64 params with the golden shapes and random values, and random consts; ``case`` is
+    a variant or a case of :data:`CASES`."""
+    variant = variant_of(case)
     rng = np.random.default_rng(seed)
     params = {}
     for name, shape in GOLDEN_SHAPES[variant].items():
@@ -110,7 +122,12 @@ def random_params(variant: str, seed: int = 1):
             value = rng.normal(size=shape) * 0.5
         params[name] = jnp.asarray(value, jnp.float64)
     consts = {}
-    if variant == "normprop":
+    if case == "normprop-released":  # s(gamma) of gammas other than the (random) trained ones
+        consts = {
+            "s_h": jnp.asarray(rng.uniform(0.3, 0.9), jnp.float64),
+            "s_c": jnp.asarray(rng.uniform(0.3, 0.9), jnp.float64),
+        }
+    elif variant == "normprop":
         consts = {
             "var_c": jnp.asarray(rng.uniform(0.2, 1.5), jnp.float64),
             "var_h": jnp.asarray(rng.uniform(0.1, 1.2), jnp.float64),
@@ -204,8 +221,13 @@ def np_step(variant, params, consts, h, c, x, *, training=False, bn_stats=None, 
     candidate = np.tanh(gate_g)
     if mask is not None:
         candidate = candidate * np.asarray(mask)
+    released = variant == "normprop" and "s_h" in consts
+    if released:  # the authors' code: c_t = s(f) c_{t-1} + s(i) tanh(g) / s(gamma_h0)
+        candidate = candidate / float(consts["s_h"])
     c_new = np_sigmoid(gate_i) * candidate + np_sigmoid(gate_f) * c  # eq. 14
-    if variant == "normprop":  # eq. 15
+    if released:  # h_t = s(o) tanh(gamma_c c_t) / s(gamma_c0)
+        out = np.tanh(p["gamma_c"] * c_new) / float(consts["s_c"])
+    elif variant == "normprop":  # eq. 15
         var_c, var_h = float(consts["var_c"]), float(consts["var_h"])
         out = np.tanh(p["gamma_c"] * c_new / np.sqrt(var_c)) / np.sqrt(var_h)
     elif variant == "layernorm":
@@ -233,14 +255,16 @@ def assert_trees_close(actual, expected, rtol=RTOL, atol=ATOL, err_msg=""):
 
 def test_reference_is_not_degenerate():
     """The random inputs keep the gates unsaturated, so that the comparisons mean something."""
-    for variant in nprnn.VARIANTS:
-        params, consts = random_params(variant)
+    for case in (*nprnn.VARIANTS, "normprop-released"):
+        variant = variant_of(case)
+        params, consts = random_params(case)
         state = random_state()
         kw = case_kwargs("batchnorm-infer") if variant == "batchnorm" else {}
         h, c, _ = np_step(variant, params, consts, state.h, state.c, random_inputs()[0], t=1, **kw)
         assert np.all(np.isfinite(h)) and np.all(np.isfinite(c))
         assert 0.05 < np.std(h) < 5.0 and np.std(c) > 0.1
-        assert np.max(np.abs(h)) < 0.999 * (np.sqrt(1 / float(consts.get("var_h", 1.0))))
+        scale = 1 / float(consts["s_c"]) if "s_c" in consts else 1 / np.sqrt(consts.get("var_h", 1))
+        assert np.max(np.abs(h)) < 0.999 * scale
 
 
 # --------------------------------------------------------------------- 1. one step vs NumPy
@@ -250,7 +274,7 @@ def test_reference_is_not_degenerate():
 @pytest.mark.parametrize("case", CASES)
 def test_step_matches_numpy_reference(case, jit):
     variant = variant_of(case)
-    params, consts = random_params(variant)
+    params, consts = random_params(case)
     kw = case_kwargs(case)
     state, x = random_state(), random_inputs()[0]
     step = functools.partial(nprnn.lstm_step, variant=variant, training=kw.pop("training", False))
@@ -297,10 +321,11 @@ def test_batchnorm_training_moments_match_reference(jit):
     assert_close(h_with_stats, h_ref)
 
 
-@pytest.mark.parametrize("variant", nprnn.VARIANTS)
-def test_recurrent_dropout_on_candidate(variant, key):
+@pytest.mark.parametrize("case", [*nprnn.VARIANTS, "normprop-released"])
+def test_recurrent_dropout_on_candidate(case, key):
     rate = 0.4
-    params, consts = random_params(variant)
+    variant = variant_of(case)
+    params, consts = random_params(case)
     state, x = random_state(), random_inputs()[0]
     mask = jax.random.bernoulli(key, 1.0 - rate, state.h.shape) / (1.0 - rate)
     assert 0 < int(np.sum(np.asarray(mask) == 0)) < mask.size  # a mask that drops something
@@ -366,7 +391,7 @@ SEQ_CASES = [(c, 0.0) for c in CASES] + [(c, 0.3) for c in CASES if c != "batchn
 @pytest.mark.parametrize("case,rate", SEQ_CASES, ids=[f"{c}-p{r}" for c, r in SEQ_CASES])
 def test_run_sequence_equals_step_loop(case, rate, jit, key):
     variant = variant_of(case)
-    params, consts = random_params(variant)
+    params, consts = random_params(case)
     kw = case_kwargs(case)
     training = kw.pop("training", rate > 0.0)
     state, xs = random_state(), random_inputs()
@@ -391,7 +416,9 @@ def test_run_sequence_equals_step_loop(case, rate, jit, key):
         return_moments=rm,
         **kw,
     )
-    final, hs = out[0], out[1]
+    assert len(out) == 2  # (final state, outputs), with or without the moments
+    final, outputs = out
+    hs, moments = outputs if rm else (outputs, None)
     assert isinstance(final, nprnn.LSTMState)
     assert hs.shape == (T, B, H)
     assert_close(hs, ref_hs)
@@ -399,11 +426,8 @@ def test_run_sequence_equals_step_loop(case, rate, jit, key):
     assert_close(final.c, ref_state.c)
     assert_close(hs[-1], final.h)
     if rm:
-        assert len(out) == 3
-        assert_trees_close(out[2], ref_moments)
-        assert out[2]["x"]["mean"].shape == (T, 4 * H) and out[2]["c"]["var"].shape == (T, H)
-    else:
-        assert len(out) == 2
+        assert_trees_close(moments, ref_moments)
+        assert moments["x"]["mean"].shape == (T, 4 * H) and moments["c"]["var"].shape == (T, H)
     # The whole sequence also matches the NumPy reference (dropout masks from the same keys).
     h, c = np.asarray(state.h), np.asarray(state.c)
     for i in range(T):
@@ -419,7 +443,7 @@ def test_run_sequence_equals_step_loop(case, rate, jit, key):
 @pytest.mark.parametrize("case", NOT_BN_TRAIN)
 def test_seq_lengths_match_unpadded_examples(case):
     variant = variant_of(case)
-    params, consts = random_params(variant)
+    params, consts = random_params(case)
     kw = case_kwargs(case)
     kw.pop("training", None)
     t0 = 1 if case == "batchnorm-infer" else 0
@@ -455,7 +479,7 @@ def test_seq_lengths_batchnorm_training_carries_state():
     params, consts = random_params("batchnorm")
     state, xs = random_state(), random_inputs()
     lengths = np.array([T, 2, 0, 4])
-    final, hs, moments = nprnn.run_sequence(
+    final, (hs, moments) = nprnn.run_sequence(
         params,
         consts,
         state,
@@ -481,7 +505,7 @@ def test_seq_lengths_batchnorm_training_carries_state():
 @pytest.mark.parametrize("case", ["lstm", "weightnorm", "normprop", "layernorm", "batchnorm-train"])
 def test_lax_scan_of_lstm_step(case):
     variant = variant_of(case)
-    params, consts = random_params(variant)
+    params, consts = random_params(case)
     training = is_training(case)
     state, xs = random_state(), random_inputs()
     step = functools.partial(nprnn.lstm_step, params, consts, variant=variant, training=training)
@@ -513,7 +537,7 @@ def test_lax_scan_of_lstm_step(case):
 @pytest.mark.parametrize("case", NOT_BN_TRAIN)
 def test_vmap_over_examples_equals_batched_call(case):
     variant = variant_of(case)
-    params, consts = random_params(variant)
+    params, consts = random_params(case)
     kw = case_kwargs(case)
     kw.pop("training", None)
     state, xs = random_state(), random_inputs()
@@ -549,7 +573,7 @@ def test_vmap_over_examples_equals_batched_call(case):
 @pytest.mark.parametrize("case", CASES)
 def test_gradients_match_finite_differences(case):
     variant = variant_of(case)
-    params, consts = random_params(variant)
+    params, consts = random_params(case)
     kw = case_kwargs(case)
     state, xs = random_state(), random_inputs()[:3]
     step_kw = {"t": 1} if case == "batchnorm-infer" else {}
@@ -563,9 +587,11 @@ def test_gradients_match_finite_differences(case):
         return h, new.c
 
     # The sequence jitted so that the evaluations of the finite differences share one
-    # compilation (an eager scan compiles at every call); the step runs op by op.
-    check_grads(jax.jit(sequence), (params, xs), order=1, modes=["rev"])
-    check_grads(step, (params, state, xs[0]), order=1, modes=["rev"])
+    # compilation (an eager scan compiles at every call); the step runs op by op. eps = 1e-5
+    # (float64): at jax's default 1e-4 the truncation error of the central difference alone is
+    # 8e-5 relative for the released normprop form, whose cell is not normalized.
+    check_grads(jax.jit(sequence), (params, xs), order=1, modes=["rev"], eps=1e-5)
+    check_grads(step, (params, state, xs[0]), order=1, modes=["rev"], eps=1e-5)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -577,7 +603,7 @@ def test_fused_backward_equals_autodiff_of_scan(case, key):
     padding, dropout and a loss on the final state. (The default path is also checked against
     finite differences above.)"""
     variant = variant_of(case)
-    params, consts = random_params(variant)
+    params, consts = random_params(case)
     kw = case_kwargs(case)
     training = kw.pop("training", True)
     rate = 0.3 if training else 0.0
@@ -603,7 +629,8 @@ def test_fused_backward_equals_autodiff_of_scan(case, key):
             return_moments=rm,
             **kw,
         )
-        final, hs = out[0], out[1]
+        final, outputs = out
+        hs = outputs[0] if rm else outputs
         value = jnp.sum(hs * projection) + jnp.sum(final.h * projection[0]) + jnp.sum(final.c**2)
         return value, out
 
@@ -627,7 +654,7 @@ def test_fused_backward_equals_autodiff_of_scan(case, key):
     for name, g in grads[1].items():
         assert np.all(np.asarray(g) != 0.0), name
     if rm:
-        assert ref_out[2]["x"]["mean"].shape == (T, 4 * H)
+        assert ref_out[1][1]["x"]["mean"].shape == (T, 4 * H)
     else:  # (batchnorm training's batch statistics include the padded inputs)
         assert np.all(np.asarray(grads[3][:, 2]) == 0.0)  # example 2 has length 0: no gradient
         assert np.all(np.asarray(grads[3][2:, 1]) == 0.0)  # nor padded steps
@@ -669,12 +696,13 @@ def test_default_run_sequence_is_reverse_mode_only():
         jax.jvp(hs, (xs,), (xs,))
 
 
-@pytest.mark.parametrize("variant", ["normprop", "batchnorm"])
-def test_matmul_dtype_mixed_precision(variant):
+@pytest.mark.parametrize("case", ["normprop", "normprop-released", "batchnorm"])
+def test_matmul_dtype_mixed_precision(case):
     """matmul_dtype casts the normalized weights for the two products only; state, gates and
     outputs stay in the dtype of x (float64 here). (The cast is variant-independent code: the
-    variant with constants and the one with the most normalizations.)"""
-    params, consts = random_params(variant)
+    variant with constants, in both forms, and the one with the most normalizations.)"""
+    variant = variant_of(case)
+    params, consts = random_params(case)
     state, xs = random_state(), random_inputs()
     kw = {"training": True} if variant == "batchnorm" else {}
 
@@ -832,6 +860,22 @@ def test_init_params_gammas_and_forget_bias(variant, key):
         assert consts == {}
 
 
+def test_init_params_released_compensation(key):
+    kw = dict(input_size=D, hidden_size=H, variant="normprop", dtype=jnp.float64)
+    paper, paper_consts = nprnn.init_params(key, gamma_h=1.3, gamma_c=0.4, **kw)
+    params, consts = nprnn.init_params(key, gamma_h=1.3, gamma_c=0.4, compensation="released", **kw)
+    assert jax.tree.map(jnp.shape, consts) == {"s_h": (), "s_c": ()}
+    s_h, s_c = nprnn.released_constants(1.3, 0.4)  # s(gamma) of the initial gamma_h, gamma_c
+    assert_close(consts["s_h"], s_h)
+    assert_close(consts["s_c"], s_c)
+    assert_trees_close(params, paper)  # the same parameters: only the constants differ
+    assert sorted(paper_consts) == ["var_c", "var_h"]
+    with pytest.raises(ValueError, match="unknown compensation 'eq15'; expected one of"):
+        nprnn.init_params(key, compensation="eq15", **kw)
+    with pytest.raises(ValueError, match="variance_method='simulated' applies to compensation="):
+        nprnn.init_params(key, compensation="released", variance_method="simulated", **kw)
+
+
 def test_init_state(key):
     state = nprnn.init_state(B, H)
     assert isinstance(state, nprnn.LSTMState) and state._fields == ("h", "c")
@@ -954,7 +998,9 @@ def test_adam_step_changes_params_only(variant, key):
                 training=training,
                 **kw,
             )
-            return jnp.mean((out[1] - targets) ** 2), (out[2] if training else None)
+            _, outputs = out
+            hs, moments = outputs if training else (outputs, None)
+            return jnp.mean((hs - targets) ** 2), moments
 
         (value, moments), grads = jax.value_and_grad(loss, has_aux=True)(params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
@@ -980,7 +1026,7 @@ def test_update_bn_stats_ema(jit):
     max_steps, t0, momentum = 10, 3, 0.9
     stats = random_bn_stats(seed=5, max_steps=max_steps)
     steps = 4
-    _, _, moments = nprnn.run_sequence(
+    _, (_, moments) = nprnn.run_sequence(
         params,
         consts,
         random_state(),
@@ -1082,6 +1128,22 @@ def test_error_bad_state(setup):
         step(state.h, xs[0])
 
 
+def test_error_plain_tuple_state_is_refused(setup):
+    # A (c, h) carry from Flax would otherwise be read with h and c swapped.
+    params, consts, state, xs = setup
+    for call, x in (
+        (functools.partial(nprnn.lstm_step, params, consts, variant="normprop"), xs[0]),
+        (functools.partial(nprnn.run_sequence, params, consts, variant="normprop"), xs),
+    ):
+        for plain in ((state.h, state.c), [state.h, state.c]):
+            with pytest.raises(
+                TypeError, match=r"got (tuple|list)\. .*Flax's LSTM carry is \(c, h\)"
+            ):
+                call(plain, x)
+        with pytest.raises(TypeError, match=re.escape("nprnn.LSTMState(h=h, c=c)")):
+            call(tuple(state), x)
+
+
 def test_error_bad_params_and_consts(setup):
     params, consts, state, xs = setup
     lacking = {k: v for k, v in params.items() if k != "gamma_c"}
@@ -1092,7 +1154,7 @@ def test_error_bad_params_and_consts(setup):
     lstm_params, _ = random_params("lstm")
     with pytest.raises(ValueError, match=r"params for variant 'layernorm' lack \['gamma_x'"):
         nprnn.lstm_step(lstm_params, {}, state, xs[0], variant="layernorm")
-    for bad in ({}, None, {"var_c": 1.0}):
+    for bad in ({}, None, {"var_c": 1.0}, {"s_h": 1.0, "var_h": 1.0}):
         with pytest.raises(ValueError, match="consts for variant 'normprop' need 'var_c'"):
             nprnn.lstm_step(params, bad, state, xs[0], variant="normprop")
     with pytest.raises(TypeError, match="params must be a dict"):
@@ -1158,7 +1220,9 @@ def test_error_init_arguments(key):
     init = functools.partial(nprnn.init_params, key, input_size=D, hidden_size=H)
     for gamma in ("gamma_x", "gamma_h", "gamma_c"):
         for bad in (0.0, -1.0):
-            with pytest.raises(ValueError, match=f"{gamma} must be positive, got {bad}"):
+            with pytest.raises(
+                ValueError, match=f"{gamma} must be a positive finite number, got {bad}"
+            ):
                 init(variant="normprop", **{gamma: bad})
         with pytest.raises(ValueError, match=f"{gamma} must be a positive finite number"):
             init(variant="layernorm", **{gamma: float("nan")})
@@ -1179,7 +1243,7 @@ def test_error_init_arguments(key):
             init(variant="lstm", dtype=dtype)
         with pytest.raises(ValueError, match="dtype must be a floating dtype, got"):
             nprnn.init_state(B, H, dtype)
-    with pytest.raises(ValueError, match="unknown variance_method 'mc'; expected one of"):
+    with pytest.raises(ValueError, match="unknown variance method 'mc'; expected one of"):
         init(variant="normprop", variance_method="mc")
     with pytest.raises(ValueError, match="project_unit_norm needs params with 'w_x' and 'w_h'"):
         nprnn.project_unit_norm({"w_x": jnp.ones((2, 4))})

@@ -148,6 +148,21 @@ def test_unit_variance_at_init_with_analytic_constants():
 # ---------------------------------------------------------------------------------- errors
 
 
+def test_released_constants_match_the_authors_values():
+    # s(gamma)^2 = Var[tanh(gamma z)], z ~ N(0, 1): 0.3943 and 0.0098 are hard-coded in the
+    # authors' PTB prototype; 0.3141 for gamma = 0.8 is quoted there too, a sampled estimate
+    # (quadrature gives 0.3150, and so does the Monte Carlo below).
+    assert round(nprnn.tanh_std(1.0) ** 2, 4) == 0.3943
+    assert round(nprnn.tanh_std(0.1) ** 2, 4) == 0.0098
+    assert nprnn.tanh_std(0.8) ** 2 == pytest.approx(0.3141, rel=5e-3)
+    z = np.random.default_rng(7).standard_normal(N_SAMPLES)
+    for gamma in (0.1, 0.5, 0.8, 1.0, 2.0):
+        assert nprnn.tanh_std(gamma) == pytest.approx(np.std(np.tanh(gamma * z)), rel=2e-3)
+    assert nprnn.released_constants(2.0, 0.5) == (nprnn.tanh_std(2.0), nprnn.tanh_std(0.5))
+    with pytest.raises(ValueError, match="gamma_c must be a positive finite number, got 0.0"):
+        nprnn.released_constants(1.0, 0.0)
+
+
 def test_variance_errors():
     with pytest.raises(ValueError, match=r"unknown variance method 'mc'; expected one of"):
         nprnn.normprop_variances(1.0, 1.0, 1.0, method="mc")
@@ -159,7 +174,7 @@ def test_variance_errors():
                 nprnn.normprop_variances(*gammas)
         gammas = [1.0, 1.0, 1.0]
         gammas[position] = "one"
-        with pytest.raises(ValueError, match=f"{name} must be a positive real number"):
+        with pytest.raises(ValueError, match=f"{name} must be a positive finite number, got 'one'"):
             nprnn.normprop_variances(*gammas)
     with pytest.raises(ValueError, match=r"burn_in \(100\) must be smaller than steps \(100\)"):
         nprnn.normprop_variances(1.0, 1.0, 1.0, method="simulated", steps=100, burn_in=100)
