@@ -59,6 +59,12 @@ _GAMMA_RANGE = flags.DEFINE_list("gamma_range", ["0.05", "4"], "Figure 1: gamma 
 _HIDDEN = flags.DEFINE_integer("hidden_size", 128, "Figure 1: H of the simulated cell.")
 _BATCH = flags.DEFINE_integer("batch_size", 32, "Figure 1: simulated sequences.")
 _STEPS = flags.DEFINE_integer("steps", 100, "Figure 1: T of the gradient-growth measurement.")
+_COMPENSATION = flags.DEFINE_enum(
+    "compensation",
+    "paper",
+    ["paper", "released"],
+    "Figure 1: the normprop form, eq. 15 ('paper') or the authors' released code ('released').",
+)
 _INPUT_STD = flags.DEFINE_float(
     "input_std", 1.0, "Figure 1: std of the input components (1: the paper's assumption)."
 )
@@ -100,6 +106,7 @@ def _figure1() -> str:
         batch_size=_BATCH.value,
         steps=_STEPS.value,
         input_std=_INPUT_STD.value,
+        compensation=_COMPENSATION.value,
         seed=_SEED.value,
     )
     return reports.figure1_report(

@@ -66,6 +66,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.gamma_h = config_dict.placeholder(float)
     c.model.gamma_c = config_dict.placeholder(float)
     c.model.variance_method = "analytic"  # normprop: "analytic" (paper) or "simulated"
+    # normprop's form: "paper" (eq. 15 as printed: divide by sqrt(Var[c]), sqrt(Var[h])) or
+    # "released" (the authors' code, Thrandis/draw: divide the candidate and the output by
+    # s(gamma) = std(tanh(gamma z)) of the initial gamma_h, gamma_c); see nprnn.init_params.
+    c.model.compensation = "paper"
     # normprop: "default" (the gammas above / the paper's) or "critical": gamma_h chosen at the
     # edge of stability for the given gamma_x, gamma_c (nprnn.gradient_flow.critical_gammas).
     c.model.gamma_init = "default"
@@ -129,6 +133,7 @@ _CHOICES = {
     "task": TASKS,
     "model.variant": nprnn.VARIANTS,
     "model.variance_method": nprnn.VARIANCE_METHODS,
+    "model.compensation": tuple(nprnn.COMPENSATIONS),
     "model.gamma_init": ("default", "critical"),
     "opt.decay_every": ("update", "epoch"),
 }

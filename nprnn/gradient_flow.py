@@ -1,9 +1,10 @@
-"""Gradient flow through the Normalized LSTM at initialization (section 4, Figure 1); imports nprnn.
+"""Gradient flow through the Normalized LSTM at initialization (section 4, Figure 1); imports
+nprnn (the public API) and nprnn._validate.
 
 The measurement, and :func:`critical_gammas`, the edge-of-stability search that training uses
 for ``model.gamma_init="critical"``. The heatmaps are :func:`nprnn.plots.plot_figure1`, the
 text summary :func:`nprnn.reports.figure1_report`. Only the package's public API (:mod:`nprnn`)
-is imported, so that :mod:`nprnn.tasks` can import this module.
+and the validators are imported, so that :mod:`nprnn.tasks` can import this module.
 
 The paper's section 4 shows that the one-step Jacobian ``dh_t / dh_{t-1}`` (eq. 26) of the
 Normalized LSTM is scaled by ``gamma_h`` and by ``gamma_c / sqrt(Var[c])``, and that the gammas
@@ -21,7 +22,9 @@ The simulated cell, for every point of a grid of gammas (:class:`FlowConfig` set
   assumption; the one-hot-times-orthogonal input of the char LM has ``input_std = 1 / sqrt(V)``);
   the same draw at every grid point (common random numbers give smooth maps);
 * ``var_c``, ``var_h`` from :func:`nprnn.normprop_variances` (analytic eq. 8 and 12 unless
-  ``variance_method="simulated"``), computed on the host, then passed as arrays;
+  ``variance_method="simulated"``), or with ``compensation="released"`` the authors' released
+  form and its ``s_h``, ``s_c`` (:func:`nprnn.released_constants`), computed on the host, then
+  passed as arrays;
 * a burn-in of ``burn_in`` steps from the zero state, so that the state is (close to)
   stationary, then a window of ``steps`` steps where everything is measured.
 
@@ -79,6 +82,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import nprnn
+from nprnn import _validate
 
 __all__ = [
     "FlowConfig",
@@ -111,6 +115,8 @@ class FlowConfig:
       input_std: standard deviation of the input components (1: the paper's assumption).
       variance_method: ``"analytic"`` (the paper's eq. 8 and 12) or ``"simulated"`` (about a
         second or more per grid point; see :func:`nprnn.normprop_variances`).
+      compensation: the normprop form, ``"paper"`` (eq. 15) or ``"released"`` (the authors'
+        code; see :func:`nprnn.init_params`).
       seed: seed of the weights, the inputs and the random directions.
     """
 
@@ -122,25 +128,22 @@ class FlowConfig:
     power_iterations: int = 30
     input_std: float = 1.0
     variance_method: str = "analytic"
+    compensation: str = "paper"
     seed: int = 0
 
     def validate(self) -> None:
         """Raises ValueError for a bad field."""
         for name in ("hidden_size", "batch_size", "steps", "probes", "power_iterations"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"FlowConfig.{name} must be a positive integer, got {value!r}")
+            _validate.positive_int(f"FlowConfig.{name}", getattr(self, name))
         if isinstance(self.burn_in, bool) or not isinstance(self.burn_in, int) or self.burn_in < 0:
             raise ValueError(f"FlowConfig.burn_in must be an integer >= 0, got {self.burn_in!r}")
         if self.probes > self.steps:
             raise ValueError(f"FlowConfig.probes ({self.probes}) must be <= steps ({self.steps})")
-        if not (math.isfinite(self.input_std) and self.input_std > 0):
-            raise ValueError(f"FlowConfig.input_std must be positive, got {self.input_std!r}")
-        if self.variance_method not in nprnn.VARIANCE_METHODS:
-            raise ValueError(
-                f"FlowConfig.variance_method={self.variance_method!r} is not one of "
-                f"{nprnn.VARIANCE_METHODS}"
-            )
+        _validate.positive_gamma("FlowConfig.input_std", self.input_std)
+        _validate.one_of("variance method", self.variance_method, nprnn.VARIANCE_METHODS)
+        _validate.one_of("compensation", self.compensation, tuple(nprnn.COMPENSATIONS))
+        if self.compensation == "released" and self.variance_method != "analytic":
+            raise ValueError("FlowConfig.variance_method applies to compensation='paper' only")
 
 
 class CriticalGammas(NamedTuple):
@@ -209,7 +212,7 @@ def _compiled(config: FlowConfig):
             gamma_h=jnp.full((4 * hsize,), gammas[1], jnp.float32),
             gamma_c=jnp.full((hsize,), gammas[2], jnp.float32),
         )
-        consts = {"var_c": variances[0], "var_h": variances[1]}
+        consts = dict(zip(nprnn.COMPENSATIONS[config.compensation], variances, strict=True))
 
         def step(state, x):
             return nprnn.lstm_step(params, consts, state, x, variant="normprop")
@@ -270,9 +273,13 @@ def _compiled(config: FlowConfig):
 
 
 def _variances(gammas: np.ndarray, config: FlowConfig) -> np.ndarray:
-    """[G, 2] normprop constants (var_c, var_h) for every row of gammas, on the host."""
+    """[G, 2] normprop constants for every row of gammas, on the host: (var_c, var_h), or
+    (s_h, s_c) for the released form."""
     out = np.empty((len(gammas), 2))
     for k, (gx, gh, gc) in enumerate(gammas):
+        if config.compensation == "released":
+            out[k] = nprnn.released_constants(float(gh), float(gc))
+            continue
         kwargs = {}
         if config.variance_method == "simulated":
             kwargs = dict(hidden_size=config.hidden_size, batch_size=config.batch_size)
@@ -291,7 +298,7 @@ def flow_metrics(gammas, config: FlowConfig = FlowConfig()) -> dict[str, np.ndar
 
     Returns:
       ``{name: [G] float64 array}`` for every name of :data:`METRICS`, plus ``var_c`` (the
-      variance constant used).
+      variance constant used; ``s_h`` for ``compensation="released"``).
 
     Raises:
       ValueError: for a bad shape or a non-positive gamma, or a bad config.
@@ -305,7 +312,7 @@ def flow_metrics(gammas, config: FlowConfig = FlowConfig()) -> dict[str, np.ndar
     variances = _variances(gammas, config)
     out = _compiled(config)(jnp.asarray(gammas, jnp.float32), jnp.asarray(variances, jnp.float32))
     result = {k: np.asarray(v, np.float64) for k, v in out.items()}
-    result["var_c"] = variances[:, 0]
+    result[nprnn.COMPENSATIONS[config.compensation][0]] = variances[:, 0]  # var_c or s_h
     return result
 
 

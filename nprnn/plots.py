@@ -77,6 +77,8 @@ def plot_figure1(
     out_dir.mkdir(parents=True, exist_ok=True)
     gx, gh = study["gamma_x"], study["gamma_h"]
     steps = study.get("config", {}).get("steps", "?")
+    form = study.get("config", {}).get("compensation", "paper")
+    form = "released form" if form == "released" else "eq. 15"
     paths = []
     for metric in metrics:
         values = np.asarray(study[metric])
@@ -107,7 +109,8 @@ def plot_figure1(
             ax.set_ylabel("gamma_h")
             ax.set_title(f"gamma_c = {gc:g}")
         fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.9)
-        fig.suptitle(_TITLES.get(metric, metric).replace("<T>", str(steps)) + " (contour: 1)")
+        title = _TITLES.get(metric, metric).replace("<T>", str(steps))
+        fig.suptitle(f"{title}, normprop {form} (contour: 1)")
         path = out_dir / f"figure1_{metric}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)

@@ -142,6 +142,8 @@ def config_label(config: dict, table: int, *, step: int | None = None, records=(
     ):
         shown = tuple(p if g is None else g for g, p in zip(gammas, paper_gammas, strict=True))
         parts.append("gammas (" + ", ".join(f"{g:g}" for g in shown if g is not None) + ")")
+    if variant == "normprop":  # which form produced the number, always said
+        parts.append(f"{model.get('compensation', 'paper')} form")
     if variant == "normprop" and model.get("variance_method", "analytic") != "analytic":
         parts.append(f"{model['variance_method']} variance constants")
     if table == 2:
@@ -374,10 +376,14 @@ def figure1_report(
     start = time.perf_counter()
     study = gf.figure1_study(gamma_cs, num, low, high, config)
     elapsed = time.perf_counter() - start
+    if config.compensation == "released":
+        form = "released form (s(gamma) constants)"
+    else:
+        form = f"eq. 15 with {config.variance_method} variance constants"
     lines = [
         f"Figure 1 study: normprop cell at initialization, H={config.hidden_size}, "
         f"B={config.batch_size}, burn-in {config.burn_in}, T={config.steps}, "
-        f"input std {config.input_std:g}, {config.variance_method} variance constants; "
+        f"input std {config.input_std:g}, {form}; "
         f"{num}x{num} grid of gamma_x, gamma_h in [{low:g}, {high:g}] for gamma_c in "
         f"{tuple(float(g) for g in gamma_cs)} ({elapsed:.1f}s).",
         "one-step norm = mean over examples and probe steps of ||dh_t/dh_{t-1}||_F / sqrt(H) "

@@ -72,6 +72,7 @@ def _cell_options(model, input_std: float = 1.0) -> dict:
         if model[name] is not None
     }
     opts["variance_method"] = model.variance_method
+    opts["compensation"] = model.compensation
     opts["forget_bias"] = float(model.forget_bias)
     if model.gamma_init == "critical" and model.variant != "normprop":
         logging.warning(
@@ -83,7 +84,9 @@ def _cell_options(model, input_std: float = 1.0) -> dict:
             opts.get("gamma_c", default_c),
             gamma_x=opts.get("gamma_x", default_x),
             config=gradient_flow.FlowConfig(
-                input_std=input_std, variance_method=opts["variance_method"]
+                input_std=input_std,
+                variance_method=opts["variance_method"],
+                compensation=opts["compensation"],
             ),
         )
         opts["gamma_x"], opts["gamma_h"], opts["gamma_c"] = found.gammas
@@ -280,7 +283,7 @@ def _draw_task(config) -> Task:
             glimpses=m.glimpses,
             read_n=m.read_n,
             write_n=m.write_n,
-            **{k: v for k, v in _cell_options(m).items() if k != "forget_bias"},
+            **_cell_options(m),
         )
         state = {"bn": draw.init_draw_bn_stats(consts) if variant == "batchnorm" else None}
         return params, consts, state

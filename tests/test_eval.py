@@ -7,6 +7,7 @@ No training here: the runs are fake directories with the files a training run wr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import pathlib
@@ -16,6 +17,7 @@ import sys
 import numpy as np
 import pytest
 
+import nprnn
 from nprnn import evaluation, plots, reports, runs
 from nprnn import gradient_flow as gf
 from nprnn.configs import base_config
@@ -34,6 +36,20 @@ def line_gamma_h():
     gamma_h = np.array([0.125, 0.25, 0.5, 1.0, 2.0, 4.0])
     gammas = np.stack([np.ones(6), gamma_h, np.ones(6)], axis=1)
     return gamma_h, gf.flow_metrics(gammas, TINY)
+
+
+def test_flow_metrics_of_the_released_form():
+    gammas = np.array([[2.0, 2.0, 1.0], [1.0, 0.5, 1.0]])
+    paper = gf.flow_metrics(gammas, TINY)
+    released = gf.flow_metrics(gammas, dataclasses.replace(TINY, compensation="released"))
+    assert set(released) == set(gf.METRICS) | {"s_h"}
+    np.testing.assert_allclose(released["s_h"], [nprnn.tanh_std(2.0), nprnn.tanh_std(0.5)])
+    for name in gf.METRICS:
+        assert np.all(np.isfinite(released[name])) and np.all(released[name] > 0), name
+    # A different model at the same gammas: its constants do not aim at unit variance.
+    assert not np.allclose(released["var_h"], paper["var_h"], rtol=0.05)
+    with pytest.raises(ValueError, match="unknown compensation 'eq15'"):
+        gf.flow_metrics(gammas, dataclasses.replace(TINY, compensation="eq15"))
 
 
 def test_flow_metrics_finite_and_positive(line_gamma_h):

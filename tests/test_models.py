@@ -399,3 +399,22 @@ def test_image_tasks(task_name, variant, fake_images):
         assert metrics["loss"] == pytest.approx(metrics["recon"] + metrics["kl"], rel=1e-5)
     else:
         assert 0.0 <= metrics["accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize("task_name", ["draw", "seqmnist"])
+def test_compensation_and_forget_bias_reach_the_cells(task_name, fake_images):
+    config = image_config(task_name, "normprop")
+    with config.unlocked():
+        config.model.compensation = "released"
+        config.model.forget_bias = 1.0
+        config.model.gamma_h, config.model.gamma_c = 0.8, 0.5
+    params, consts, _ = tasks.build_task(config).init(jax.random.key(0))
+    cells = ["encoder", "decoder"] if task_name == "draw" else ["cell"]
+    hidden = config.model.hidden_size
+    for name in cells:
+        assert sorted(consts[name]) == ["s_c", "s_h"]
+        s_h, s_c = nprnn.released_constants(0.8, 0.5)
+        np.testing.assert_allclose(consts[name]["s_h"], s_h, rtol=1e-6)
+        np.testing.assert_allclose(consts[name]["s_c"], s_c, rtol=1e-6)
+        forget = np.asarray(params[name]["b"][hidden : 2 * hidden])
+        assert np.all(forget == 1.0)

@@ -187,7 +187,7 @@ def charlm_apply(
     for layer in range(config.num_layers):
         bn = model_state["bn"][layer] if config.variant == "batchnorm" else None
         want_moments = training and config.variant == "batchnorm"
-        out = nprnn.run_sequence(
+        state, outputs = nprnn.run_sequence(
             params["layers"][layer],
             consts["layers"][layer],
             states[layer],
@@ -201,10 +201,12 @@ def charlm_apply(
             return_moments=want_moments,
             matmul_dtype=config.matmul_dtype,
         )
-        final.append(out[0])
-        x = out[1]
+        final.append(state)
         if want_moments:
-            bn_moments.append(out[2])
+            x, layer_moments = outputs
+            bn_moments.append(layer_moments)
+        else:
+            x = outputs
     if want_moments:
         moments["bn"] = bn_moments
     if training and config.output_dropout > 0:

@@ -121,6 +121,8 @@ def init_draw(
     gamma_h: Any = None,
     gamma_c: Any = None,
     variance_method: str = "analytic",
+    compensation: str = "paper",
+    forget_bias: float = 0.0,
     init_std: float = 0.01,
     dtype: Any = jnp.float32,
 ) -> tuple[Params, Params]:
@@ -161,6 +163,8 @@ def init_draw(
         gamma_c: initial gamma_c of both cells, or None.
         variance_method: normprop's variance constants, passed to `nprnn.init_params`
             ("analytic" or "simulated").
+        compensation: normprop's form, "paper" or "released" (`nprnn.init_params`).
+        forget_bias: initial forget-gate bias of both cells.
         init_std: standard deviation of the weights of the linear layers.
         dtype: parameter dtype.
 
@@ -188,7 +192,12 @@ def init_draw(
     _validate.positive_gamma("init_std", init_std)
     keys = jax.random.split(key, 7)
     cell = functools.partial(
-        nprnn.init_params, hidden_size=hidden_size, variant=variant, variance_method=variance_method
+        nprnn.init_params,
+        hidden_size=hidden_size,
+        variant=variant,
+        variance_method=variance_method,
+        compensation=compensation,
+        forget_bias=forget_bias,
     )
     gammas = dict(gamma_x=gamma_x, gamma_h=gamma_h, gamma_c=gamma_c, dtype=dtype)
     enc_params, enc_consts = cell(keys[0], input_size=2 * read_n * read_n + hidden_size, **gammas)

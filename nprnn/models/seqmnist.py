@@ -96,7 +96,7 @@ def seqmnist_loss(
     config: SeqMNISTConfig = consts["config"]
     xs = (jnp.swapaxes(pixels, 0, 1) - PIXEL_MEAN) / PIXEL_STD
     want_moments = training and config.variant == "batchnorm"
-    out = nprnn.run_sequence(
+    final, outputs = nprnn.run_sequence(
         params["cell"],
         consts["cell"],
         nprnn.init_state(pixels.shape[0], config.hidden_size, xs.dtype),
@@ -106,7 +106,8 @@ def seqmnist_loss(
         bn_stats=model_state["bn"],
         return_moments=want_moments,
     )
-    logits = out[0].h @ params["head"]["w"] + params["head"]["b"]
+    bn_moments = outputs[1] if want_moments else None  # outputs: hs, or (hs, moments)
+    logits = final.h @ params["head"]["w"] + params["head"]["b"]
     logp = jax.nn.log_softmax(logits.astype(jnp.float32))
     nll = -jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]
     correct = jnp.sum(jnp.argmax(logits, axis=-1) == labels)
@@ -114,6 +115,6 @@ def seqmnist_loss(
         "nll_sum": jnp.sum(nll),
         "correct": correct,
         "count": jnp.asarray(labels.shape[0], jnp.float32),
-        "moments": {"bn": out[2] if want_moments else None},
+        "moments": {"bn": bn_moments},
     }
     return jnp.mean(nll), aux
