@@ -55,6 +55,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.batch_size = 64  # sequences (or images) per training batch
     c.data.eval_batch_size = 64  # sequences (or images) per evaluation batch
     c.data.seq_len = 100  # characters per training / evaluation window
+    # char LMs, "stream" protocol (Table 2): parallel streams the split is cut into. 1: every
+    # character is predicted from the whole text before it, the paper's full-sequence protocol;
+    # more streams evaluate faster and add (streams - 1) state resets.
+    c.data.eval_streams = 1
     c.data.permute = False  # seqmnist: fixed random pixel permutation
     c.data.permutation_seed = 0  # seqmnist: seed of that permutation
 
@@ -65,6 +69,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.gamma_x = config_dict.placeholder(float)  # None: the variant's default
     c.model.gamma_h = config_dict.placeholder(float)
     c.model.gamma_c = config_dict.placeholder(float)
+    # The variants the three gammas above apply to, comma-separated; "" = every variant. The
+    # others start at their own defaults (nprnn.DEFAULT_GAMMAS: layernorm 1, batchnorm 0.1).
+    c.model.gamma_variants = ""
     c.model.variance_method = "analytic"  # normprop: "analytic" (paper) or "simulated"
     # normprop's form: "paper" (eq. 15 as printed: divide by sqrt(Var[c]), sqrt(Var[h])) or
     # "released" (the authors' code, Thrandis/draw: divide the candidate and the output by
@@ -84,11 +91,17 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.glimpses = 64  # DRAW: T
     c.model.read_n = 2  # DRAW: read attention grid N x N
     c.model.write_n = 5  # DRAW: write attention grid N x N
+    # DRAW: weight-normalized linear layers (a gamma per output unit, unit-norm columns projected
+    # after every update), as in the authors' released code (Thrandis/draw); False: plain layers.
+    c.model.weight_norm_linear = False
 
     c.opt = ml_collections.ConfigDict()
     c.opt.learning_rate = 2e-3  # Adam step size at update 0
-    c.opt.decay = 1e-3  # lr *= (1 - decay) per update or per epoch (continuously)
-    c.opt.decay_every = "update"  # "update" or "epoch": the paper does not say which
+    # "exponential": lr * (1 - decay)^(k / period); "inverse_time": lr / (1 + decay * k / period),
+    # the released DRAW code's schedule (Thrandis/draw, train-draw.py). k counts updates.
+    c.opt.schedule = "exponential"
+    c.opt.decay = 1e-3  # the decay rate of the schedule, per period (continuous)
+    c.opt.decay_every = "update"  # the period: "update" or "epoch"; the paper does not say which
     c.opt.clip_norm = 1.0  # global-norm gradient clipping (0 = off)
     c.opt.b1 = 0.9
     c.opt.b2 = 0.999
@@ -136,11 +149,13 @@ _CHOICES = {
     "model.compensation": tuple(nprnn.COMPENSATIONS),
     "model.gamma_init": ("default", "critical"),
     "opt.decay_every": ("update", "epoch"),
+    "opt.schedule": ("exponential", "inverse_time"),
 }
 _POSITIVE_INTS = (
     "data.batch_size",
     "data.eval_batch_size",
     "data.seq_len",
+    "data.eval_streams",
     "model.hidden_size",
     "model.num_layers",
     "model.latent_size",
@@ -169,6 +184,20 @@ def _optional_gamma(name: str, value):
 def _optional_dtype(name: str, value):
     """The empty string (full precision) or the name of a floating dtype."""
     return value if not value else _validate.floating_dtype(name, value)
+
+
+def _variant_list(name: str, value: str) -> tuple[str, ...]:
+    """A comma-separated list of variants ("" for none)."""
+    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    for variant in names:
+        _validate.one_of(f"variant in {name}", variant, nprnn.VARIANTS)
+    return names
+
+
+def gammas_apply(model: ml_collections.ConfigDict) -> bool:
+    """Whether ``model.gamma_x/h/c`` apply to ``model.variant`` (see ``model.gamma_variants``)."""
+    names = _variant_list("config.model.gamma_variants", model.gamma_variants)
+    return not names or model.variant in names
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -203,6 +232,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         check(_optional_gamma, path)
     check(_validate.positive_gamma, "opt.learning_rate")
     check(_optional_dtype, "model.matmul_dtype")
+    check(_variant_list, "model.gamma_variants")
     variant = config.model.variant
     if config.opt.unit_norm_projection and variant not in ("weightnorm", "normprop"):
         problems.append(

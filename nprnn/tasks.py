@@ -66,11 +66,13 @@ def _cell_options(model, input_std: float = 1.0) -> dict:
     gradient closest to 1, with gamma_x and gamma_c as configured), for inputs whose normalized
     projections have standard deviation ``input_std``.
     """
-    opts = {
-        name: float(model[name])
-        for name in ("gamma_x", "gamma_h", "gamma_c")
-        if model[name] is not None
-    }
+    opts = {}
+    if configs.gammas_apply(model):
+        opts = {
+            name: float(model[name])
+            for name in ("gamma_x", "gamma_h", "gamma_c")
+            if model[name] is not None
+        }
     opts["variance_method"] = model.variance_method
     opts["compensation"] = model.compensation
     opts["forget_bias"] = float(model.forget_bias)
@@ -182,8 +184,10 @@ def _char_task(config) -> Task:
         matmul_dtype=m.matmul_dtype or None,
     )
 
-    # x_t is a row of an orthogonal [V, V] matrix: its normalized projections have std 1/sqrt(V).
-    cell_options = _cell_options(m, input_std=1.0 / math.sqrt(len(corpus.vocab)))
+    # x_t is a row of an orthogonal [V, V] matrix: its components have std 1/sqrt(V); after
+    # batch data normalization (input_norm) they have std 1.
+    input_std = 1.0 if m.input_norm else 1.0 / math.sqrt(len(corpus.vocab))
+    cell_options = _cell_options(m, input_std=input_std)
 
     def init(key):
         params, consts = charlm.init_charlm(key, model_config, **cell_options)
@@ -228,8 +232,8 @@ def _char_task(config) -> Task:
                 return eval_loss(params, consts, model_state, _as_time_major(*batch))[1]
 
         elif protocol == "stream":
-            batches = nd.stream_batches(ids, batch_size=d.eval_batch_size, length=d.seq_len)
-            states = [nprnn.init_state(d.eval_batch_size, m.hidden_size)] * m.num_layers
+            batches = nd.stream_batches(ids, batch_size=d.eval_streams, length=d.seq_len)
+            states = [nprnn.init_state(d.eval_streams, m.hidden_size)] * m.num_layers
 
             def step(i, batch):
                 # The state is carried across chunks, so is the time index (batchnorm rows).
@@ -283,6 +287,7 @@ def _draw_task(config) -> Task:
             glimpses=m.glimpses,
             read_n=m.read_n,
             write_n=m.write_n,
+            weight_norm_linear=m.weight_norm_linear,
             **_cell_options(m),
         )
         state = {"bn": draw.init_draw_bn_stats(consts) if variant == "batchnorm" else None}

@@ -16,7 +16,8 @@ the parameters of an uninterrupted one (same seed, same machine). A NaN or Inf l
 with a message naming the step, keeping the last good checkpoint.
 
 May import from nprnn: the package's public functions (``nprnn.project_unit_norm``),
-``nprnn.configs`` and ``nprnn.tasks``. Reports go to absl logging, never to stdout.
+``nprnn._validate``, ``nprnn._lstm`` (the column norm), ``nprnn.configs`` and ``nprnn.tasks``.
+Reports go to absl logging, never to stdout.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from tqdm import tqdm
 
 import nprnn
 from nprnn import _validate, configs
+from nprnn._lstm import column_norm
 from nprnn.tasks import build_task
 
 __all__ = ["QuietOrbax", "TrainingDiverged", "load_run", "make_optimizer", "train_and_evaluate"]
@@ -49,21 +51,32 @@ class TrainingDiverged(FloatingPointError):
 
 
 def make_optimizer(opt, steps_per_epoch: int) -> tuple[optax.GradientTransformation, Any]:
-    """Adam with global-norm clipping and exponential learning-rate decay.
+    """Adam with global-norm clipping and a decaying learning rate.
 
-    ``learning_rate(k) = opt.learning_rate * (1 - opt.decay) ** (k / period)`` where ``k`` is the
-    update count and ``period`` is 1 (``opt.decay_every="update"``) or the number of updates per
-    epoch (``"epoch"``); the decay is continuous, not a staircase.
+    With ``k`` the update count and ``period`` 1 (``opt.decay_every="update"``) or the number of
+    updates per epoch (``"epoch"``), continuous rather than a staircase:
+
+    * ``opt.schedule="exponential"``: ``opt.learning_rate * (1 - opt.decay) ** (k / period)``;
+    * ``opt.schedule="inverse_time"``: ``opt.learning_rate / (1 + opt.decay * k / period)``, the
+      schedule of the authors' released DRAW code.
 
     Returns:
         ``(optimizer, schedule)``.
     """
     _validate.one_of("opt.decay_every", opt.decay_every, ("update", "epoch"))
+    _validate.one_of("opt.schedule", opt.schedule, ("exponential", "inverse_time"))
     _validate.probability("opt.decay", opt.decay)
     period = 1 if opt.decay_every == "update" else steps_per_epoch
-    schedule = optax.exponential_decay(
-        opt.learning_rate, transition_steps=period, decay_rate=1.0 - opt.decay
-    )
+    if opt.schedule == "inverse_time":
+        lr, decay = opt.learning_rate, opt.decay
+
+        def schedule(count):
+            return lr / (1.0 + decay * count / period)
+
+    else:
+        schedule = optax.exponential_decay(
+            opt.learning_rate, transition_steps=period, decay_rate=1.0 - opt.decay
+        )
     parts = []
     if opt.clip_norm and opt.clip_norm > 0:
         parts.append(optax.clip_by_global_norm(opt.clip_norm))
@@ -71,14 +84,18 @@ def make_optimizer(opt, steps_per_epoch: int) -> tuple[optax.GradientTransformat
     return optax.chain(*parts), schedule
 
 
-def _project_cells(params):
-    """Applies nprnn.project_unit_norm to every cell parameter dict in a nested structure."""
+def _project_unit_norm(params, *, cells: bool, linears: bool):
+    """Projects the weights of a nested parameter structure to unit-norm columns: every LSTM
+    cell's ``w_x``, ``w_h`` (``cells``; :func:`nprnn.project_unit_norm`) and every
+    weight-normalized linear layer's ``w`` (``linears``; a dict with ``w`` and ``gamma``)."""
     if isinstance(params, dict):
-        if "w_x" in params and "w_h" in params and "gamma_x" in params:
+        if cells and {"w_x", "w_h", "gamma_x"} <= params.keys():
             return nprnn.project_unit_norm(params)
-        return {k: _project_cells(v) for k, v in params.items()}
+        if linears and {"w", "gamma"} <= params.keys():
+            return dict(params, w=params["w"] / column_norm(params["w"]))
+        return {k: _project_unit_norm(v, cells=cells, linears=linears) for k, v in params.items()}
     if isinstance(params, list | tuple):
-        return type(params)(_project_cells(v) for v in params)
+        return type(params)(_project_unit_norm(v, cells=cells, linears=linears) for v in params)
     return params
 
 
@@ -133,12 +150,19 @@ def _restore_latest(manager: ocp.CheckpointManager, target: dict, quarantine=Non
     return None, None
 
 
+def _projections(config) -> dict:
+    """What is projected to unit norm after every update (and at step 0)."""
+    return {
+        "cells": configs.unit_norm_projection(config),
+        "linears": config.task == "draw" and config.model.weight_norm_linear,
+    }
+
+
 def _initial_state(config, task, tx) -> dict:
     """The training state at step 0; also the restore target of every checkpoint."""
     init_key, train_key = jax.random.split(jax.random.key(config.seed))
     params, consts, model_state = task.init(init_key)
-    if configs.unit_norm_projection(config):
-        params = _project_cells(params)
+    params = _project_unit_norm(params, **_projections(config))
     return {
         "params": params,
         "consts": consts,
@@ -171,7 +195,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict:
 
     task = build_task(config)
     tx, schedule = make_optimizer(config.opt, task.steps_per_epoch)
-    project = configs.unit_norm_projection(config)
+    projections = _projections(config)
     state = _initial_state(config, task, tx)
 
     manager = ocp.CheckpointManager(
@@ -197,8 +221,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict:
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
-        if project:
-            params = _project_cells(params)
+        params = _project_unit_norm(params, **projections)
         new_state = dict(
             state,
             params=params,

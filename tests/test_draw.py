@@ -446,6 +446,26 @@ def test_params_layout():
     assert jax.tree.map(lambda a: a, consts)["config"] is config
 
 
+def test_weight_normalized_linear_layers(x64):
+    """Weight-normalized layers: gamma * (x w / ||w||) + b, the same function at init."""
+    key, images = jax.random.key(0), jnp.asarray(_images(3), jnp.float64)
+    plain, consts = draw.init_draw(key, variant="lstm", dtype=jnp.float64, **SMALL)
+    wn, _ = draw.init_draw(key, variant="lstm", weight_norm_linear=True, dtype=jnp.float64, **SMALL)
+    for name in ("mu", "log_sigma", "read_attention", "write_attention", "write"):
+        assert sorted(wn[name]) == ["b", "gamma", "w"], name
+        np.testing.assert_allclose(np.linalg.norm(wn[name]["w"], axis=0), 1.0, rtol=1e-12)
+        np.testing.assert_allclose(wn[name]["w"] * wn[name]["gamma"], plain[name]["w"], rtol=1e-12)
+    bound = functools.partial(draw.draw_loss, consts=consts, images=images, key=jax.random.key(1))
+    assert float(bound(wn)[0]) == pytest.approx(float(bound(plain)[0]), rel=1e-10)
+    # Off the unit sphere (between projections) the layer still normalizes its columns.
+    rng = np.random.default_rng(0)
+    layer = {"w": rng.normal(size=(6, 3)), "gamma": rng.uniform(0.5, 2, 3), "b": rng.normal(size=3)}
+    x = rng.normal(size=(4, 6))
+    expected = layer["gamma"] * (x @ layer["w"] / np.linalg.norm(layer["w"], axis=0)) + layer["b"]
+    layer = {k: jnp.asarray(v) for k, v in layer.items()}
+    np.testing.assert_allclose(attention.linear(layer, jnp.asarray(x)), expected, rtol=1e-12)
+
+
 def test_errors():
     with pytest.raises(ValueError, match=r"unknown LSTM variant 'gru'.*normprop"):
         draw.init_draw(jax.random.key(0), variant="gru", **SMALL)

@@ -418,3 +418,15 @@ def test_compensation_and_forget_bias_reach_the_cells(task_name, fake_images):
         np.testing.assert_allclose(consts[name]["s_c"], s_c, rtol=1e-6)
         forget = np.asarray(params[name]["b"][hidden : 2 * hidden])
         assert np.all(forget == 1.0)
+
+
+def test_gamma_variants_keep_other_variants_at_their_defaults(fake_images):
+    # configs/draw_mnist.py sets gammas 0.5 for normprop and weightnorm only.
+    for variant, expected in (("normprop", 0.5), ("layernorm", 1.0), ("batchnorm", 0.1)):
+        config = image_config("draw", variant)
+        with config.unlocked():
+            config.model.gamma_x = config.model.gamma_h = config.model.gamma_c = 0.5
+            config.model.gamma_variants = "normprop,weightnorm"
+        params, _, _ = tasks.build_task(config).init(jax.random.key(0))
+        for name in ("gamma_x", "gamma_h", "gamma_c"):
+            assert np.all(np.asarray(params["encoder"][name]) == np.float32(expected)), variant

@@ -7,6 +7,7 @@ Every run here is configs/ptb_char_small.py shrunk to 8 units, batch 4 and lengt
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -134,6 +135,27 @@ def test_unit_norm_projection_after_updates(run, data_dir, tmp_path):
     for name in ("w_x", "w_h"):
         norms = np.linalg.norm(np.asarray(state["params"]["layers"][0][name]), axis=0)
         assert np.max(np.abs(norms - 1.0)) > 1e-4, name  # orthonormal at init, then trained
+
+
+def test_projection_reaches_cells_and_weight_normalized_linears():
+    rng = np.random.default_rng(0)
+    cell = {k: jnp.asarray(rng.normal(size=(3, 8))) for k in ("w_x", "w_h")}
+    cell["gamma_x"] = jnp.ones(8)
+    wn_layer = {"w": jnp.asarray(rng.normal(size=(4, 5))), "gamma": jnp.ones(5), "b": jnp.ones(5)}
+    plain = {"w": jnp.asarray(rng.normal(size=(4, 5))), "b": jnp.ones(5)}
+    params = {"encoder": cell, "mu": wn_layer, "head": plain, "layers": [cell]}
+
+    def norms(tree):
+        return np.linalg.norm(np.asarray(tree["w" if "w" in tree else "w_h"]), axis=0)
+
+    out = training._project_unit_norm(params, cells=True, linears=True)
+    for path in (("encoder",), ("mu",), ("layers", 0)):
+        node = functools.reduce(lambda t, k: t[k], path, out)
+        np.testing.assert_allclose(norms(node), 1.0, rtol=1e-6, err_msg=str(path))
+    np.testing.assert_array_equal(out["head"]["w"], plain["w"])  # a plain layer is left alone
+    only_cells = training._project_unit_norm(params, cells=True, linears=False)
+    np.testing.assert_array_equal(only_cells["mu"]["w"], wn_layer["w"])
+    np.testing.assert_allclose(norms(only_cells["encoder"]), 1.0, rtol=1e-6)
 
 
 def test_load_run_reads_an_old_config_over_the_defaults(run, tmp_path):
@@ -279,16 +301,21 @@ def test_resume_past_corrupt_checkpoint_saves_final_state(run, tmp_path):
 # make_optimizer.
 
 
+@pytest.mark.parametrize("schedule", ["exponential", "inverse_time"])
 @pytest.mark.parametrize("decay_every", ["update", "epoch"])
 @pytest.mark.parametrize("clip_norm", [0.0, 1.0])
-def test_learning_rate_schedule(decay_every, clip_norm):
+def test_learning_rate_schedule(schedule, decay_every, clip_norm):
     opt = base.base_config().opt
     opt.learning_rate, opt.decay, opt.decay_every, opt.clip_norm = 0.1, 0.2, decay_every, clip_norm
+    opt.schedule = schedule
     opt.eps = 1e-12
     steps_per_epoch = 5
     tx, schedule = training.make_optimizer(opt, steps_per_epoch)
     period = 1 if decay_every == "update" else steps_per_epoch
-    expected = [0.1 * 0.8 ** (k / period) for k in range(12)]
+    if opt.schedule == "exponential":
+        expected = [0.1 * 0.8 ** (k / period) for k in range(12)]
+    else:  # the released DRAW code's lr / (1 + decay * t)
+        expected = [0.1 / (1.0 + 0.2 * k / period) for k in range(12)]
     np.testing.assert_allclose([schedule(k) for k in range(12)], expected, rtol=1e-6)
 
     # A constant gradient: Adam's bias-corrected m / sqrt(v) is sign(g), so each update is the
@@ -311,6 +338,9 @@ def test_make_optimizer_rejects_bad_values():
         training.make_optimizer(opt, 10)
     opt.decay_every, opt.decay = "update", 1.0
     with pytest.raises(ValueError, match="decay"):
+        training.make_optimizer(opt, 10)
+    opt.decay, opt.schedule = 0.1, "cosine"
+    with pytest.raises(ValueError, match="unknown opt.schedule 'cosine'"):
         training.make_optimizer(opt, 10)
 
 

@@ -3,9 +3,10 @@
 Pure JAX functions of a decoder state and the weights of a linear layer, used by
 :mod:`nprnn.models.draw`; nothing here depends on the LSTM variant. Images are [B, D] with
 D = height * width, flattened row-major; N is the side of an attention patch. A layer is a dict
-``{"w": [in, out], "b": [out]}`` applied as ``x @ w + b`` (:func:`linear`).
+``{"w": [in, out], "b": [out]}`` applied as ``x @ w + b``, or a weight-normalized one with a
+``"gamma"`` [out] as well (:func:`linear`).
 
-May import from nprnn: nothing (a leaf module; JAX only).
+May import from nprnn: ``nprnn._lstm`` (the column norm).
 
 References:
     K. Gregor, I. Danihelka, A. Graves, D. J. Rezende, D. Wierstra, "DRAW: A Recurrent
@@ -18,6 +19,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+
+from nprnn._lstm import column_norm
 
 __all__ = [
     "FILTERBANK_EPS",
@@ -45,7 +48,14 @@ Params = dict[str, Any]
 
 
 def linear(layer: Params, x: jax.Array) -> jax.Array:
-    """x @ w + b for a layer ``{"w": [in, out], "b": [out]}``."""
+    """``x @ w + b`` for a layer ``{"w": [in, out], "b": [out]}``.
+
+    A weight-normalized layer (Salimans & Kingma 2016; the released DRAW code of Laurent et al.)
+    also has ``"gamma"`` [out] and computes ``gamma * (x @ w / ||w||) + b``, with ``||w||`` the
+    L2 norm of each output unit's incoming weights (a column of ``w``).
+    """
+    if "gamma" in layer:
+        return x @ (layer["w"] * (layer["gamma"] / column_norm(layer["w"]))) + layer["b"]
     return x @ layer["w"] + layer["b"]
 
 

@@ -19,8 +19,8 @@ a training step, and `update_draw_bn_stats` folds them into the population
 statistics used with ``training=False``.
 
 May import from nprnn: the package's public functions (``nprnn.init_params``,
-``nprnn.init_bn_stats``, ``nprnn.update_bn_stats``), ``nprnn._validate`` and
-``nprnn.models.attention`` (the size of an attention layer).
+``nprnn.init_bn_stats``, ``nprnn.update_bn_stats``), ``nprnn._validate``, ``nprnn._lstm`` (the
+column norm) and ``nprnn.models.attention`` (the size of an attention layer).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import jax.numpy as jnp
 
 import nprnn
 from nprnn import _validate
+from nprnn._lstm import column_norm
 from nprnn.models.attention import NUM_ATTENTION_PARAMS
 
 __all__ = ["DrawConfig", "draw_config", "init_draw", "init_draw_bn_stats", "update_draw_bn_stats"]
@@ -100,10 +101,17 @@ def draw_config(consts: Params) -> DrawConfig:
     return config
 
 
-def _init_linear(key: jax.Array, fan_out: int, *, fan_in: int, std: float, dtype) -> Params:
-    """N(0, std^2) weights [fan_in, fan_out], zero bias."""
+def _init_linear(
+    key: jax.Array, fan_out: int, *, fan_in: int, std: float, weight_norm: bool, dtype
+) -> Params:
+    """N(0, std^2) weights [fan_in, fan_out], zero bias. Weight-normalized (``weight_norm``):
+    the same draw as unit-norm columns and a ``gamma`` of their norms, the same function."""
     w = std * jax.random.normal(key, (fan_in, fan_out), dtype)
-    return {"w": w, "b": jnp.zeros((fan_out,), dtype)}
+    b = jnp.zeros((fan_out,), dtype)
+    if weight_norm:
+        norm = column_norm(w)
+        return {"w": w / norm, "gamma": norm, "b": b}
+    return {"w": w, "b": b}
 
 
 def init_draw(
@@ -124,6 +132,7 @@ def init_draw(
     compensation: str = "paper",
     forget_bias: float = 0.0,
     init_std: float = 0.01,
+    weight_norm_linear: bool = False,
     dtype: Any = jnp.float32,
 ) -> tuple[Params, Params]:
     """Initializes a DRAW model.
@@ -166,6 +175,9 @@ def init_draw(
         compensation: normprop's form, "paper" or "released" (`nprnn.init_params`).
         forget_bias: initial forget-gate bias of both cells.
         init_std: standard deviation of the weights of the linear layers.
+        weight_norm_linear: weight-normalized linear layers, ``gamma * (x w / ||w||) + b``
+            (`nprnn.models.attention.linear`), as in the authors' released DRAW code; at
+            initialization the same function as the plain layers.
         dtype: parameter dtype.
 
     Returns:
@@ -202,7 +214,13 @@ def init_draw(
     gammas = dict(gamma_x=gamma_x, gamma_h=gamma_h, gamma_c=gamma_c, dtype=dtype)
     enc_params, enc_consts = cell(keys[0], input_size=2 * read_n * read_n + hidden_size, **gammas)
     dec_params, dec_consts = cell(keys[1], input_size=latent_size, **gammas)
-    layer = functools.partial(_init_linear, fan_in=hidden_size, std=init_std, dtype=dtype)
+    layer = functools.partial(
+        _init_linear,
+        fan_in=hidden_size,
+        std=init_std,
+        weight_norm=weight_norm_linear,
+        dtype=dtype,
+    )
     params = {
         "encoder": enc_params,
         "decoder": dec_params,
