@@ -15,6 +15,7 @@ References:
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import pathlib
@@ -122,6 +123,30 @@ def plot_figure1(
 # Figures 2 and 3.
 
 
+def _row_key(config: dict) -> str:
+    """What makes runs the same row of a figure: their config, less the seed and the data path."""
+    config = {k: v for k, v in config.items() if k != "seed"}
+    config["data"] = {k: v for k, v in config.get("data", {}).items() if k != "dir"}
+    return json.dumps(config, sort_keys=True, default=str)
+
+
+def _group_runs(runs: Sequence[str | os.PathLike]) -> list[tuple[dict, list]]:
+    """Runs grouped into rows (seeds of one config), in the order of their first run."""
+    groups: dict[str, tuple[dict, list]] = {}
+    for run in runs:
+        config = read_config(run)
+        groups.setdefault(_row_key(config), (config, []))[1].append(run)
+    return list(groups.values())
+
+
+def _mean_curve(curves: list[dict[int, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Steps that every curve has, and the mean and standard deviation across curves there."""
+    steps = sorted(set.intersection(*(set(c) for c in curves)))
+    values = np.array([[c[s] for s in steps] for c in curves])
+    std = values.std(axis=0, ddof=1) if len(curves) > 1 else np.zeros(len(steps))
+    return np.array(steps), values.mean(axis=0), std
+
+
 def plot_learning_curves(
     runs: Sequence[str | os.PathLike],
     out: str | os.PathLike,
@@ -131,8 +156,10 @@ def plot_learning_curves(
 ) -> pathlib.Path:
     """Figures 2 and 3: training (dashed) and validation (solid) curves against updates.
 
-    One colour per variant (the same colour for a variant in every figure); a second run of a
-    variant gets a colour of its own and its run name in the label.
+    Runs whose configs differ only in the seed are one row: its mean curve, with a band of one
+    standard deviation across the seeds and ``n`` in the label. One colour per variant (the same
+    colour for a variant in every figure); a second row of a variant gets a colour of its own and
+    its directory name in the label.
 
     Args:
       runs: run directories (with metrics.jsonl and config.json).
@@ -149,32 +176,37 @@ def plot_learning_curves(
     plt = _pyplot()
     palette = plt.get_cmap("tab10").colors
     colours = dict(zip(nprnn.VARIANTS, palette, strict=False))
-    extra = iter(palette[len(nprnn.VARIANTS) :] * 4)  # further runs of a variant: colours 6-10
+    extra = iter(palette[len(nprnn.VARIANTS) :] * 4)  # further rows of a variant: colours 6-10
     seen: set[str] = set()
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     drawn = 0
-    variants = [read_config(run)["model"]["variant"] for run in runs]
-    for run in runs:
-        config = read_config(run)
+    groups = _group_runs(runs)
+    variants = [config["model"]["variant"] for config, _ in groups]
+    for config, members in groups:
         if metric is None:
             metric = "bpc" if config.get("task") in CHAR_TASKS else "nats"
-        records = read_metrics(run)
         variant = config["model"]["variant"]
         name = f"{VARIANT_NAMES.get(variant, variant)} (H={config['model']['hidden_size']})"
+        parents = {pathlib.Path(run).parent.name for run in members}
+        where = parents.pop() if len(members) > 1 and len(parents) == 1 else None
         if variants.count(variant) > 1:
-            name += f" [{pathlib.Path(run).name}]"
+            name += f" [{where or pathlib.Path(members[0]).name}]"
+        if len(members) > 1:
+            name += f", n={len(members)}"
         colour = next(extra) if variant in seen else colours.get(variant, "k")
         seen.add(variant)
+        records = [read_metrics(run) for run in members]
         for split, style in (("train", "--"), ("valid", "-")):
-            points = sorted(
-                (r["step"], r[metric]) for r in records if r.get("split") == split and metric in r
-            )
-            if not points:
+            curves = [
+                {r["step"]: r[metric] for r in rs if r.get("split") == split and metric in r}
+                for rs in records
+            ]
+            if not all(curves):
                 continue
-            xs, ys = zip(*points, strict=True)
+            xs, mean, std = _mean_curve(curves)
             ax.plot(
                 xs,
-                ys,
+                mean,
                 style,
                 color=colour,
                 alpha=0.6 if split == "train" else 1.0,
@@ -182,6 +214,8 @@ def plot_learning_curves(
                 markersize=3,
                 label=f"{name} {split}",
             )
+            if len(members) > 1:
+                ax.fill_between(xs, mean - std, mean + std, color=colour, alpha=0.15, lw=0)
             drawn += 1
     if not drawn:
         plt.close(fig)

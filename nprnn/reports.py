@@ -26,6 +26,7 @@ import json
 import math
 import os
 import pathlib
+import statistics
 import time
 from collections.abc import Sequence
 
@@ -77,6 +78,10 @@ class Row:
       s_per_epoch: our median seconds per epoch.
       ratio: ours relative to the baseline (lstm) run.
       note: where our number comes from when not a full evaluation file.
+      ours_std: the sample standard deviation of our number over the runs of the row (seeds).
+      n: how many runs the row's number is the mean of.
+      runs, values, times, notes: per run of the row (the seeds), what the above summarize (the
+        runs of a row share one note).
     """
 
     model: str
@@ -90,6 +95,12 @@ class Row:
     s_per_epoch: float | None = None
     ratio: float | None = None
     note: str = ""
+    ours_std: float | None = None
+    n: int = 0
+    runs: list[str] = dataclasses.field(default_factory=list)
+    values: list[float | None] = dataclasses.field(default_factory=list)
+    times: list[float | None] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
 
 
 def _fmt_int(value: float) -> str:
@@ -144,6 +155,12 @@ def config_label(config: dict, table: int, *, step: int | None = None, records=(
         parts.append("gammas (" + ", ".join(f"{g:g}" for g in shown if g is not None) + ")")
     if variant == "normprop":  # which form produced the number, always said
         parts.append(f"{model.get('compensation', 'paper')} form")
+    if variant == "normprop" and model.get("gamma_init") == "critical":
+        parts.append("critical gamma_h")
+    opt = config.get("opt", {})
+    if "decay" in opt:
+        schedule = opt.get("schedule", "exponential").replace("_", "-")
+        parts.append(f"{schedule} decay {opt['decay']:g} per {opt.get('decay_every', 'update')}")
     if variant == "normprop" and model.get("variance_method", "analytic") != "analytic":
         parts.append(f"{model['variance_method']} variance constants")
     if table == 2:
@@ -215,18 +232,21 @@ def table_rows(
             else:
                 why = "no checkpoint to evaluate" if evaluate else "--no_eval"
                 note = f"no {stored} ({why})"
-        ours.setdefault(variant, []).append(
-            Row(
-                model="",
-                variant=variant,
-                ours=value,
-                config=f"`{pathlib.Path(run).name}`: "
-                + config_label(config, table, step=step, records=records),
-                run=str(run),
-                s_per_epoch=median_s_per_epoch(records) if table == 1 else None,
-                note=note,
-            )
-        )
+        # Runs of one config whose numbers come from the same kind of evaluation are one row
+        # (its seeds): the label says everything but the seed, the note where the number is from.
+        label = config_label(config, table, step=step, records=records)
+        seen = ours.setdefault(variant, [])
+        same = [row for row in seen if row.config == label and row.notes[:1] == [note]]
+        row = same[0] if same else Row(model="", variant=variant, config=label)
+        if not same:
+            seen.append(row)
+        row.runs.append(str(run))
+        row.values.append(value)
+        row.times.append(median_s_per_epoch(records) if table == 1 else None)
+        row.notes.append(note)
+    for rows in ours.values():
+        for row in rows:
+            _summarize(row)
     if table == 1:
         base = ours.get("lstm", [])
         base_time = base[0].s_per_epoch if base else None
@@ -264,8 +284,33 @@ def table_rows(
     return out
 
 
+def _summarize(row: Row) -> None:
+    """Fills a row's numbers from its runs: mean, sample std and n of the values that exist,
+    median time per epoch, the runs named, the notes joined."""
+    values = [v for v in row.values if v is not None]
+    row.n = len(values)
+    row.ours = statistics.fmean(values) if values else None
+    row.ours_std = statistics.stdev(values) if len(values) > 1 else None
+    times = [t for t in row.times if t is not None]
+    row.s_per_epoch = statistics.median(times) if times else None
+    names = [pathlib.Path(run).name for run in row.runs]
+    parents = {pathlib.Path(run).parent.name for run in row.runs}
+    name = names[0] if len(names) == 1 else (parents.pop() if len(parents) == 1 else names[0])
+    seeds = f" ({len(names)} runs)" if len(names) > 1 else ""
+    row.config = f"`{name}`{seeds}: {row.config}"
+    row.run = ", ".join(row.runs)
+    row.note = row.notes[0]
+
+
 def _num(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _ours(row: Row, digits: int) -> str:
+    """Our number: the value, or ``mean ± std (n=k)`` over several runs."""
+    if row.n > 1:
+        return f"{row.ours:.{digits}f} ± {row.ours_std:.{digits}f} (n={row.n})"
+    return _num(row.ours, digits)
 
 
 def format_table(table: int, rows: Sequence[Row]) -> str:
@@ -278,7 +323,7 @@ def format_table(table: int, rows: Sequence[Row]) -> str:
         lines = [head, "|" + "---|" * 8]
         for r in rows:
             lines.append(
-                f"| {r.model} | {r.config or '—'} | {_num(r.paper)} | {_num(r.ours)} "
+                f"| {r.model} | {r.config or '—'} | {_num(r.paper)} | {_ours(r, 3)} "
                 f"| {_num(r.paper_s_per_epoch, 0)} | {_num(r.s_per_epoch, 1)} "
                 f"| {_num(r.paper_ratio, 2)} | {_num(r.ratio, 2)} |"
             )
@@ -288,7 +333,7 @@ def format_table(table: int, rows: Sequence[Row]) -> str:
         for r in rows:
             lines.append(
                 f"| {r.model} | {r.config or '—'} | {_num(r.paper, 3 if table == 2 else 2)} "
-                f"| {_num(r.ours, 3 if table == 2 else 2)} |"
+                f"| {_ours(r, 3 if table == 2 else 2)} |"
             )
     notes = [f"- {r.model} ({r.run}): {r.note}" for r in rows if r.note]
     caption = {

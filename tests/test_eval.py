@@ -235,6 +235,47 @@ def test_table1_without_lstm_and_with_fallbacks(tmp_path):
     assert "no lstm run" in reports.format_table(1, reports.table_rows(1, [partial]))
 
 
+def _seed_runs(tmp_path, values, *, row="np_row", **model):
+    """Runs of one config differing only in the seed, each with an evaluation file."""
+    out = []
+    for seed, value in enumerate(values):
+        (tmp_path / row).mkdir(exist_ok=True)
+        run = _run(tmp_path / row, f"seed{seed}", variant="normprop", hidden=128, **model)
+        config = json.loads((run / "config.json").read_text())
+        config["seed"] = seed
+        (run / "config.json").write_text(json.dumps(config))
+        _eval_file(run, value)
+        out.append(run)
+    return out
+
+
+def test_seeds_of_one_config_are_one_row_with_mean_std_and_n(tmp_path):
+    seeds = _seed_runs(tmp_path, [1.5, 1.6, 1.7])
+    other = _seed_runs(tmp_path, [1.4, 1.45], row="np_critical", gamma_init="critical")
+    rows = [r for r in reports.table_rows(1, seeds + other, evaluate=False) if r.variant]
+    assert len(rows) == 2
+    first, second = rows
+    assert first.n == 3 and first.ours == pytest.approx(1.6)
+    assert first.ours_std == pytest.approx(0.1)  # the sample standard deviation
+    assert first.config.startswith("`np_row` (3 runs): ")
+    assert first.run == ", ".join(str(run) for run in seeds)
+    assert second.n == 2 and second.ours == pytest.approx(1.425) and "critical" in second.config
+    text = reports.format_table(1, rows)
+    assert "| 1.600 ± 0.100 (n=3) |" in text and "| 1.425 ± 0.035 (n=2) |" in text
+    single = reports.table_rows(1, seeds[:1], evaluate=False)
+    norm = next(r for r in single if r.variant)
+    assert norm.n == 1 and norm.ours_std is None and "| 1.500 |" in reports.format_table(1, single)
+
+
+def test_learning_curves_group_seeds_into_one_band(tmp_path):
+    seeds = _seed_runs(tmp_path, [1.5, 1.6, 1.7])
+    other = _run(tmp_path, "lstm", variant="lstm")
+    groups = plots._group_runs([*seeds, other])
+    assert [len(members) for _, members in groups] == [3, 1]
+    out = plots.plot_learning_curves([*seeds, other], tmp_path / "bands.png")
+    assert out.exists() and out.stat().st_size > 5000
+
+
 def test_stale_eval_file_is_not_used_without_a_checkpoint_to_replace_it(tmp_path):
     run = _run(tmp_path, "run", variant="lstm")
     _eval_file(run, 1.9, step=100)
