@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The Table 1 study (issue 12): every row of ROWS below with seeds 0..SEEDS-1, trained with
+# configs/ptb_char_study.py. Resumable: run it again and each run continues from its newest
+# checkpoint; a finished run returns at once. What a run leaves that is worth keeping (config.json,
+# metrics.jsonl) is copied to results/table1/<row>/seed<k>/ as soon as it ends (checkpoints stay
+# in runs/). Then the table (mean ± std over seeds) and the learning curves are made from results/.
+#   bash scripts/study_table1.sh [RUNS_DIR] [DATA_DIR]
+# JOBS=2 runs two trainings at a time (one per core, niced); SEEDS=3 by default.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-runs/study_table1}
+DATA=${2:-${NPRNN_DATA_DIR:-../shared/data}}
+PY=${PY:-.venv/bin/python}
+SEEDS=${SEEDS:-3}
+JOBS=${JOBS:-2}
+OUT=results/table1
+CONFIG=configs/ptb_char_study.py
+
+# row name -> config overrides
+declare -A ROWS=(
+  [lstm]="--config.model.variant=lstm"
+  [weightnorm]="--config.model.variant=weightnorm"
+  [layernorm]="--config.model.variant=layernorm"
+  [batchnorm]="--config.model.variant=batchnorm"
+  [normprop_paper]="--config.model.variant=normprop --config.model.compensation=paper"
+  [normprop_released]="--config.model.variant=normprop --config.model.compensation=released"
+  [normprop_critical]="--config.model.variant=normprop --config.model.gamma_init=critical"
+  [normprop_paper_expdecay]="--config.model.variant=normprop --config.opt.schedule=exponential"
+)
+ORDER="lstm normprop_paper normprop_released layernorm batchnorm weightnorm normprop_critical
+  normprop_paper_expdecay"
+
+one() {  # row seed core
+  local row=$1 seed=$2 core=$3 dir="$RUNS/$1/seed$2"
+  # A finished run resumes at its last step and returns at once.
+  # shellcheck disable=SC2086
+  taskset -c "$core" nice -n 10 $PY train.py --config=$CONFIG ${ROWS[$row]} \
+    --config.seed="$seed" --workdir="$dir" --data_dir="$DATA" >> "$RUNS/$row.seed$seed.log" 2>&1
+  mkdir -p "$OUT/$row/seed$seed"
+  cp "$dir/config.json" "$dir/metrics.jsonl" "$OUT/$row/seed$seed/"
+}
+
+mkdir -p "$RUNS"
+job=0
+for seed in $(seq 0 $((SEEDS - 1))); do
+  for row in $ORDER; do
+    one "$row" "$seed" $((job % JOBS)) &
+    job=$((job + 1))
+    if (( job % JOBS == 0 )); then wait; fi
+  done
+done
+wait
+$PY eval.py --table=1 --runs_glob="$OUT/*/seed*" --no_eval --out="$OUT/table1.md"
+$PY eval.py --figure=2 --runs_glob="$OUT/*/seed*" --out="$OUT/figure2.png"
