@@ -68,16 +68,10 @@ def main(argv=None) -> None:
         )
         for path, kwargs in PATHS:
             dropout = "dropout_rate" in kwargs
-            loss = functools.partial(
-                _loss,
-                consts=consts,
-                state=state,
-                xs=xs,
-                variant=variant,
-                training=variant == "batchnorm" or dropout,
-                key=jax.random.key(2) if dropout else None,
-                kwargs=kwargs,
-            )
+            fixed = {"consts": consts, "state": state, "xs": xs, "variant": variant}
+            key = jax.random.key(2) if dropout else None
+            training = variant == "batchnorm" or dropout
+            loss = functools.partial(_loss, training=training, key=key, kwargs=kwargs, **fixed)
             for mode, fn in (("forward", loss), ("grad", jax.grad(loss))):
                 digest, count = program_hash(fn, params)
                 print(f"{variant} {path} {mode} {digest} ({count} lines)")

@@ -1,4 +1,5 @@
-"""nprnn: normalized recurrent networks in JAX.
+"""nprnn: normalized recurrent networks in JAX; the public API, imported from cells, host,
+initializers and variances.
 
 The Normalized LSTM of "Recurrent Normalization Propagation" (Laurent, Ballas, Vincent, 2017)
 and the four LSTMs it is compared with (plain, weight norm, layer norm, batch norm), as pure,

@@ -1,4 +1,5 @@
-"""Training configs: every field with its unit and default, and the one check of a config.
+"""Training configs: every field with its unit and default, and the one check of a config;
+imports nprnn (its public names) and nprnn._validate.
 
 May import from nprnn: the package's public names (``nprnn.VARIANTS``, ``nprnn.VARIANCE_METHODS``)
 and ``nprnn._validate``; nothing that builds models or loads data, so that ``configs/*.py`` and

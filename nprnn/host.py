@@ -1,4 +1,5 @@
-"""Process-level settings of the host (CPU) that the training step's speed depends on."""
+"""Process-level settings of the host (CPU) that the training step's speed depends on; imports
+nothing from nprnn."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The four training tasks behind one small interface, built from a config.
+"""The four training tasks behind one small interface, built from a config; imports nprnn,
+nprnn.configs, nprnn.gradient_flow, nprnn.data and nprnn.models.
 
 A :class:`Task` bundles what the training loop needs and nothing else:
 

@@ -1,4 +1,5 @@
-"""The training loop: one jitted step, evaluation, metrics, orbax checkpoints, exact resume.
+"""The training loop: one jitted step, evaluation, metrics, orbax checkpoints, exact resume;
+imports nprnn, nprnn._validate, nprnn._lstm, nprnn.configs and nprnn.tasks.
 
 ``train_and_evaluate(config, workdir)`` trains the task of ``config`` (see ``configs/``) and
 writes into ``workdir``:

@@ -1,4 +1,5 @@
-"""Datasets for nprnn: character-level PTB and text8, binarized MNIST, plain MNIST.
+"""Datasets for nprnn: character-level PTB and text8, binarized MNIST, plain MNIST; imports its
+own modules.
 
 Host-side NumPy only. Files are looked for in a data directory (``--data_dir``, else the
 ``NPRNN_DATA_DIR`` environment variable, else ``~/.cache/nprnn``); every problem with them raises

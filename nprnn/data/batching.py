@@ -1,4 +1,5 @@
-"""Batches as pure functions of (seed, step): character windows and shuffled minibatches.
+"""Batches as pure functions of (seed, step): character windows and shuffled minibatches;
+imports nprnn._validate.
 
 No iterator state: the batch of a training step depends only on the run's seed and the step
 number, so a run that stores its step resumes on exactly the batch it would have drawn next.

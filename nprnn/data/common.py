@@ -1,4 +1,4 @@
-"""Locating, reading, verifying and downloading dataset files.
+"""Locating, reading, verifying and downloading dataset files; imports nothing from nprnn.
 
 Every loader in :mod:`nprnn.data` looks for its files in one data directory (see
 :func:`resolve_data_dir`), in the dataset's own sub-directory first and then in the data directory

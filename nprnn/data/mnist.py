@@ -1,4 +1,5 @@
-"""MNIST in two forms: Larochelle & Murray's binarized MNIST (for DRAW) and plain MNIST.
+"""MNIST in two forms: Larochelle & Murray's binarized MNIST (for DRAW) and plain MNIST;
+imports nprnn.data.common.
 
 Plain MNIST also feeds sequential MNIST (pixels one at a time, optionally in a fixed random
 order): see :func:`pixel_sequences` and :func:`pixel_permutation`. Shuffled minibatches, a pure

@@ -1,4 +1,5 @@
-"""Character-level corpora (Penn Treebank, text8): loaders, checks and the vocabulary.
+"""Character-level corpora (Penn Treebank, text8): loaders, checks and the vocabulary; imports
+nprnn.data.common.
 
 A corpus is a :class:`CharCorpus`: the vocabulary and the train / valid / test splits as 1-D
 int32 arrays of symbol ids. Batches of a split are cut by :mod:`nprnn.data.batching`.

@@ -1,4 +1,5 @@
-"""Models over any nprnn LSTM variant: character LM, DRAW, sequential-MNIST classifier.
+"""Models over any nprnn LSTM variant: character LM, DRAW, sequential-MNIST classifier; imports
+its own modules.
 
 May import from nprnn: its own modules (``charlm``, ``draw`` with ``attention`` and
 ``draw_params``, ``seqmnist``), which import the package's public functions.

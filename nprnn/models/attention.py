@@ -1,4 +1,5 @@
-"""DRAW's attention: Gaussian filterbanks and the read and write operations (Gregor et al. 2015).
+"""DRAW's attention: Gaussian filterbanks and the read and write operations (Gregor et al.
+2015); imports nprnn._lstm.
 
 Pure JAX functions of a decoder state and the weights of a linear layer, used by
 :mod:`nprnn.models.draw`; nothing here depends on the LSTM variant. Images are [B, D] with

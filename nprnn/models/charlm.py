@@ -1,4 +1,5 @@
-"""Character-level language model over any LSTM variant (the paper's PTB and text8 models).
+"""Character-level language model over any LSTM variant (the paper's PTB and text8 models);
+imports nprnn and nprnn._validate.
 
     x_t     = onehot(s_t) @ P                      P: fixed random orthogonal [V, V] (``consts``)
     h^l_t   = LSTM_l(h^l_{t-1}, h^{l-1}_t)          l = 1..L, h^0_t = x_t, any nprnn variant

@@ -1,4 +1,5 @@
-"""DRAW: a recurrent variational auto-encoder with attention, on any nprnn LSTM.
+"""DRAW: a recurrent variational auto-encoder with attention, on any nprnn LSTM; imports nprnn,
+nprnn.models.attention and nprnn.models.draw_params.
 
 This module implements DRAW with read and write attention (Gregor et al., 2015) as
 pure JAX functions, for the binarized-MNIST experiment of Table 3 of Laurent et al.

@@ -1,4 +1,5 @@
-"""DRAW's static config, parameter initialization and batch-norm statistics.
+"""DRAW's static config, parameter initialization and batch-norm statistics; imports nprnn,
+nprnn._validate, nprnn._lstm and nprnn.models.attention.
 
 The model itself (forward pass, loss, sampling) is :mod:`nprnn.models.draw`, which re-exports
 everything here; use it through that module.

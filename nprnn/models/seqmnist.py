@@ -1,4 +1,4 @@
-"""Sequential (pixel-by-pixel) MNIST classifier over any LSTM variant.
+"""Sequential (pixel-by-pixel) MNIST classifier over any LSTM variant; imports nprnn.
 
 The 784 pixels of an image, optionally under a fixed permutation, are read one per time step by
 an LSTM; the class is predicted from the last hidden state (Le et al. 2015; Cooijmans et al.
