@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -106,42 +107,64 @@ def output_variance_per_step(params, consts, xs):
     return jnp.var(hs, axis=(1, 2))
 
 
-def unit_variance_run(gammas, variance_method):
-    """float32 (as in training), x_t ~ N(0, 1) with D = H; returns Var[h_t] for t >= BURN_IN."""
-    params, consts = nprnn.init_params(
-        jax.random.key(0),
-        input_size=H_PROP,
-        hidden_size=H_PROP,
-        variant="normprop",
-        gamma_x=gammas[0],
-        gamma_h=gammas[1],
-        gamma_c=gammas[2],
-        variance_method=variance_method,
-        dtype=jnp.float32,
-    )
-    xs = jax.random.normal(jax.random.key(1), (T_PROP, B_PROP, H_PROP), jnp.float32)
+def unit_variance_run(gammas, variance_method, *, seed=0, hidden=H_PROP, inputs=H_PROP):
+    """float32 (as in training), x_t ~ N(0, 1); returns Var[h_t] for t >= BURN_IN and whether
+    the variance constants converged (the simulated calibration warns when they did not)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        params, consts = nprnn.init_params(
+            jax.random.key(seed),
+            input_size=inputs,
+            hidden_size=hidden,
+            variant="normprop",
+            gamma_x=gammas[0],
+            gamma_h=gammas[1],
+            gamma_c=gammas[2],
+            variance_method=variance_method,
+            dtype=jnp.float32,
+        )
+    converged = not any("did not converge" in str(w.message) for w in caught)
+    xs = jax.random.normal(jax.random.key(1), (T_PROP, B_PROP, inputs), jnp.float32)
     variances = np.asarray(output_variance_per_step(params, consts, xs))
     assert variances.shape == (T_PROP,)
-    return variances[BURN_IN:]
+    return variances[BURN_IN:], converged
 
 
 def test_unit_variance_at_init_with_simulated_constants():
-    """Var[h_t] in [0.9, 1.1] for every t >= 50 and every triple of {0.5, 1, 2}^3."""
+    """For every triple of {0.5, 1, 2}^3: the time mean of Var[h_t] (t >= 50) within 3% of 1,
+    and, where the calibration converged (stationary dynamics), every step in [0.9, 1.1]."""
     failures = []
+    compiled = getattr(output_variance_per_step, "_cache_size", lambda: None)()
     with jax.enable_x64(False):  # the float32 setting users train in (and 2x faster)
         for gammas in GRID:
-            variances = unit_variance_run(gammas, "simulated")
-            if not (variances.min() >= 0.9 and variances.max() <= 1.1):
-                failures.append((gammas, float(variances.min()), float(variances.max())))
-        if hasattr(output_variance_per_step, "_cache_size"):  # (a private jax API)
-            assert output_variance_per_step._cache_size() == 1  # one compilation for all 27
-    assert not failures, f"(gammas, min Var[h_t], max Var[h_t]) out of [0.9, 1.1]: {failures}"
+            variances, converged = unit_variance_run(gammas, "simulated")
+            mean = float(variances.mean())
+            if not 0.97 <= mean <= 1.03:
+                failures.append((gammas, "time mean", mean))
+            if converged and not (variances.min() >= 0.9 and variances.max() <= 1.1):
+                failures.append((gammas, "steps", float(variances.min()), float(variances.max())))
+        if compiled is not None:  # (a private jax API)
+            assert output_variance_per_step._cache_size() <= compiled + 1  # one for all 27
+    assert not failures, f"out of bounds: {failures}"
+
+
+def test_unit_variance_where_the_calibration_does_not_converge():
+    """A recurrence-dominated case found in review (H = 128, D = 64, parameter key 3, gammas
+    (0.5, 2, 0.5)): the calibration does not converge and says so, Var[h_t] swings over
+    [0.69, 1.08], but its time mean stays within 5% of 1."""
+    with jax.enable_x64(False):
+        variances, converged = unit_variance_run(
+            (0.5, 2.0, 0.5), "simulated", seed=3, hidden=128, inputs=64
+        )
+    assert not converged
+    assert 0.95 <= variances.mean() <= 1.05, variances.mean()
+    assert variances.min() < 0.9  # why the per-step bound is not asserted here
 
 
 def test_unit_variance_at_init_with_analytic_constants():
     """At the paper's PTB gammas (2, 2, 1) the analytic constants are close: [0.9, 1.15]."""
     with jax.enable_x64(False):
-        variances = unit_variance_run((2.0, 2.0, 1.0), "analytic")
+        variances, _ = unit_variance_run((2.0, 2.0, 1.0), "analytic")
     assert variances.min() >= 0.9 and variances.max() <= 1.15, (variances.min(), variances.max())
 
 
