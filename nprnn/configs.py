@@ -119,6 +119,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.checkpoint_every = 500  # updates between checkpoints
     c.train.keep_checkpoints = 3
     c.train.data_parallel = True  # shard each batch over all devices (params replicated)
+    # Independent replicas trained together in one jitted step (jax.vmap over a leading replica
+    # axis); replica r has seed config.seed + r for its init, data order and dropout, so it is
+    # the run of that seed. Metrics hold one value per replica. 1: a plain run.
+    c.train.num_seeds = 1
     return c
 
 
@@ -166,6 +170,7 @@ _POSITIVE_INTS = (
     "train.eval_every",
     "train.checkpoint_every",
     "train.keep_checkpoints",
+    "train.num_seeds",
 )
 _PROBABILITIES = (
     "model.input_dropout",

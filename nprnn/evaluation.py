@@ -21,7 +21,7 @@ from typing import Any
 import jax
 
 from nprnn import plots, runs
-from nprnn.training import load_run
+from nprnn.training import evaluate_replicas, load_run, replica
 
 __all__ = ["evaluate_run", "stored_or_evaluate", "format_record"]
 
@@ -53,7 +53,9 @@ def evaluate_run(
       write: write the record to ``RUN/<eval_filename(...)>``.
 
     Returns:
-      The record (see :mod:`nprnn.runs`), with ``"path"`` the file written.
+      The record (see :mod:`nprnn.runs`), with ``"path"`` the file written. A run of
+      ``train.num_seeds = K > 1`` replicas has a list of K values per metric (replica r: seed
+      ``config.seed + r``); its samples come from replica 0.
 
     Raises:
       FileNotFoundError: the run has no config or no readable checkpoint.
@@ -66,8 +68,11 @@ def evaluate_run(
     char = config.task in runs.CHAR_TASKS
     if char and protocol not in runs.PROTOCOLS:
         raise ValueError(f"protocol must be one of {runs.PROTOCOLS}, got {protocol!r}")
+    kwargs = {"max_batches": max_batches or None, "protocol": protocol}
+    metrics = evaluate_replicas(config, task, state, split, **kwargs)
+    if config.train.num_seeds > 1:  # samples from the first replica
+        state = {k: replica(state[k], 0) for k in ("params", "consts", "model_state")}
     args = (state["params"], state["consts"], state["model_state"])
-    metrics = task.evaluate(*args, split, max_batches=max_batches or None, protocol=protocol)
     record: dict[str, Any] = {
         "task": config.task,
         "variant": config.model.variant,
@@ -76,7 +81,11 @@ def evaluate_run(
         "step": int(step),
         "max_batches": max_batches or None,
         "hidden_size": config.model.hidden_size,
-        "metrics": {k: float(v) for k, v in metrics.items()},
+        # One number per metric, or (train.num_seeds > 1) a list with one per replica.
+        "metrics": {
+            k: [float(x) for x in v] if isinstance(v, list) else float(v)
+            for k, v in metrics.items()
+        },
     }
     if samples and task.sample is not None:
         key = jax.random.key(seed)

@@ -124,9 +124,11 @@ def plot_figure1(
 
 
 def _row_key(config: dict) -> str:
-    """What makes runs the same row of a figure: their config, less the seed and the data path."""
+    """What makes runs the same row of a figure: their config, less the seed, the data path and
+    the number of replicas (a run of 3 replicas is a row with 3 separate runs of the seeds)."""
     config = {k: v for k, v in config.items() if k != "seed"}
     config["data"] = {k: v for k, v in config.get("data", {}).items() if k != "dir"}
+    config["train"] = {k: v for k, v in config.get("train", {}).items() if k != "num_seeds"}
     return json.dumps(config, sort_keys=True, default=str)
 
 
@@ -137,6 +139,18 @@ def _group_runs(runs: Sequence[str | os.PathLike]) -> list[tuple[dict, list]]:
         config = read_config(run)
         groups.setdefault(_row_key(config), (config, []))[1].append(run)
     return list(groups.values())
+
+
+def _replica_curves(records: list[dict], metric: str) -> list[dict[int, float]]:
+    """``{step: value}`` curves of one run's records: one, or one per replica where the values
+    are lists (``train.num_seeds > 1``)."""
+    if not records:
+        return [{}]
+    width = max(len(r[metric]) if isinstance(r[metric], list) else 1 for r in records)
+    return [
+        {r["step"]: r[metric][k] if isinstance(r[metric], list) else r[metric] for r in records}
+        for k in range(width)
+    ]
 
 
 def _mean_curve(curves: list[dict[int, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -157,7 +171,8 @@ def plot_learning_curves(
     """Figures 2 and 3: training (dashed) and validation (solid) curves against updates.
 
     Runs whose configs differ only in the seed are one row: its mean curve, with a band of one
-    standard deviation across the seeds and ``n`` in the label. One colour per variant (the same
+    standard deviation across the seeds (the runs, and the replicas of a ``train.num_seeds`` run)
+    and ``n`` in the label. One colour per variant (the same
     colour for a variant in every figure); a second row of a variant gets a colour of its own and
     its directory name in the label.
 
@@ -191,17 +206,21 @@ def plot_learning_curves(
         where = parents.pop() if len(members) > 1 and len(parents) == 1 else None
         if variants.count(variant) > 1:
             name += f" [{where or pathlib.Path(members[0]).name}]"
-        if len(members) > 1:
-            name += f", n={len(members)}"
+        replicas = sum(read_config(run).get("train", {}).get("num_seeds", 1) for run in members)
+        if replicas > 1:
+            name += f", n={replicas}"
         colour = next(extra) if variant in seen else colours.get(variant, "k")
         seen.add(variant)
         records = [read_metrics(run) for run in members]
         for split, style in (("train", "--"), ("valid", "-")):
             curves = [
-                {r["step"]: r[metric] for r in rs if r.get("split") == split and metric in r}
+                curve
                 for rs in records
+                for curve in _replica_curves(
+                    [r for r in rs if r.get("split") == split and metric in r], metric
+                )
             ]
-            if not all(curves):
+            if not curves or not all(curves):
                 continue
             xs, mean, std = _mean_curve(curves)
             ax.plot(
@@ -214,7 +233,7 @@ def plot_learning_curves(
                 markersize=3,
                 label=f"{name} {split}",
             )
-            if len(members) > 1:
+            if len(curves) > 1:
                 ax.fill_between(xs, mean - std, mean + std, color=colour, alpha=0.15, lw=0)
             drawn += 1
     if not drawn:

@@ -79,7 +79,7 @@ class Row:
       ratio: ours relative to the baseline (lstm) run.
       note: where our number comes from when not a full evaluation file.
       ours_std: the sample standard deviation of our number over the runs of the row (seeds).
-      n: how many runs the row's number is the mean of.
+      n: how many runs (or replicas of a ``train.num_seeds`` run) the row's number is the mean of.
       runs, values, times, notes: per run of the row (the seeds), what the above summarize (the
         runs of a row share one note).
     """
@@ -241,7 +241,7 @@ def table_rows(
         if not same:
             seen.append(row)
         row.runs.append(str(run))
-        row.values.append(value)
+        row.values.extend(value if isinstance(value, list) else [value])  # a list: replicas
         row.times.append(median_s_per_epoch(records) if table == 1 else None)
         row.notes.append(note)
     for rows in ours.values():

@@ -5,8 +5,9 @@ A :class:`Task` bundles what the training loop needs and nothing else:
 
 * ``init(key) -> (params, consts, model_state)``: trainable parameters, frozen constants and the
   non-trainable model state (batch-norm and input statistics; ``{}``-like when unused);
-* ``train_batch(step)``: the training batch of a step, a pure function of ``(seed, step)``, so
-  that the data position of a run is its step number;
+* ``train_batch(step, seed=None)``: the training batch of a step, a pure function of
+  ``(seed, step)`` (``seed`` defaults to ``config.seed``; the replicas of ``train.num_seeds``
+  pass their own), so that the data position of a run is its step number;
 * ``loss(params, consts, model_state, batch, key, training) -> (loss, aux)`` with
   ``aux["moments"]`` the batch statistics to fold into the model state;
 * ``update_state(model_state, moments)``;
@@ -47,7 +48,7 @@ __all__ = ["TASKS", "Task", "build_task", "tree_has_nonfinite"]
 @dataclasses.dataclass(frozen=True)
 class Task:
     init: Callable
-    train_batch: Callable[[int], tuple]
+    train_batch: Callable[..., tuple]
     loss: Callable
     update_state: Callable
     evaluate: Callable
@@ -105,12 +106,12 @@ def _cell_options(model, input_std: float = 1.0) -> dict:
     return opts
 
 
-def _epoch_rows(config, n: int, step: int):
-    """Example indices of training batch ``step``: shuffled epochs, a pure function of the step."""
+def _epoch_rows(config, n: int, step: int, seed: int | None):
+    """Example indices of training batch ``step``: shuffled epochs, a pure function of the step
+    and the seed (``None``: ``config.seed``)."""
+    seed = config.seed if seed is None else seed
     epoch, index = nd.epoch_and_index(step, n=n, batch_size=config.data.batch_size)
-    return nd.minibatches(n, batch_size=config.data.batch_size, seed=config.seed, epoch=epoch)[
-        index
-    ]
+    return nd.minibatches(n, batch_size=config.data.batch_size, seed=seed, epoch=epoch)[index]
 
 
 def _as_time_major(*arrays):
@@ -194,9 +195,10 @@ def _char_task(config) -> Task:
         params, consts = charlm.init_charlm(key, model_config, **cell_options)
         return params, consts, charlm.init_charlm_state(consts)
 
-    def train_batch(step):
+    def train_batch(step, seed=None):
+        seed = config.seed if seed is None else seed
         x, y = nd.random_windows(
-            corpus.train, batch_size=d.batch_size, length=d.seq_len, seed=config.seed, step=step
+            corpus.train, batch_size=d.batch_size, length=d.seq_len, seed=seed, step=step
         )
         return _as_time_major(x, y)
 
@@ -294,8 +296,8 @@ def _draw_task(config) -> Task:
         state = {"bn": draw.init_draw_bn_stats(consts) if variant == "batchnorm" else None}
         return params, consts, state
 
-    def train_batch(step):
-        return (jnp.asarray(images["train"][_epoch_rows(config, n_train, step)]),)
+    def train_batch(step, seed=None):
+        return (jnp.asarray(images["train"][_epoch_rows(config, n_train, step, seed)]),)
 
     def loss(params, consts, model_state, batch, key, training):
         want = training and variant == "batchnorm"
@@ -376,8 +378,8 @@ def _seqmnist_task(config) -> Task:
         params, consts = seqmnist.init_seqmnist(key, model_config, **_cell_options(m))
         return params, consts, seqmnist.init_seqmnist_state(consts)
 
-    def train_batch(step):
-        rows = _epoch_rows(config, n_train, step)
+    def train_batch(step, seed=None):
+        rows = _epoch_rows(config, n_train, step, seed)
         x, y = splits["train"]
         return jnp.asarray(x[rows]), jnp.asarray(y[rows])
 

@@ -44,7 +44,16 @@ from nprnn import _validate, configs
 from nprnn._lstm import column_norm
 from nprnn.tasks import build_task
 
-__all__ = ["QuietOrbax", "TrainingDiverged", "load_run", "make_optimizer", "train_and_evaluate"]
+__all__ = [
+    "QuietOrbax",
+    "TrainingDiverged",
+    "evaluate_replicas",
+    "initial_states",
+    "load_run",
+    "make_optimizer",
+    "replica",
+    "train_and_evaluate",
+]
 
 
 class TrainingDiverged(FloatingPointError):
@@ -159,9 +168,9 @@ def _projections(config) -> dict:
     }
 
 
-def _initial_state(config, task, tx) -> dict:
-    """The training state at step 0; also the restore target of every checkpoint."""
-    init_key, train_key = jax.random.split(jax.random.key(config.seed))
+def _initial_state(config, task, tx, seed: int) -> dict:
+    """The training state at step 0 of the run of ``seed``."""
+    init_key, train_key = jax.random.split(jax.random.key(seed))
     params, consts, model_state = task.init(init_key)
     params = _project_unit_norm(params, **_projections(config))
     return {
@@ -172,6 +181,52 @@ def _initial_state(config, task, tx) -> dict:
         "step": jnp.asarray(0, jnp.int32),
         "rng": jax.random.key_data(train_key),
     }
+
+
+def _seeds(config) -> list[int]:
+    """The seed of every replica: ``config.seed + r`` for ``r < config.train.num_seeds``."""
+    return [config.seed + r for r in range(config.train.num_seeds)]
+
+
+def _stack(trees):
+    """Stacks pytrees of one structure along a new leading (replica) axis."""
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+def initial_states(config, task, tx) -> dict:
+    """The training state at step 0, also the restore target of every checkpoint: the run's, or
+    with ``train.num_seeds = K > 1`` the K replicas' stacked along a leading axis."""
+    if config.train.num_seeds == 1:
+        return _initial_state(config, task, tx, config.seed)
+    return _stack([_initial_state(config, task, tx, seed) for seed in _seeds(config)])
+
+
+def replica(tree, r: int):
+    """Replica ``r`` of a stacked pytree (``num_seeds > 1``)."""
+    return jax.tree.map(lambda leaf: leaf[r], tree)
+
+
+def evaluate_replicas(config, task, state, split: str, **kwargs) -> dict:
+    """``task.evaluate`` on ``split``: its metrics, or with ``num_seeds > 1`` a list per metric
+    with one value per replica (replica r is the run of seed ``config.seed + r``)."""
+    parts = ("params", "consts", "model_state")
+    if config.train.num_seeds == 1:
+        return task.evaluate(*(state[k] for k in parts), split, **kwargs)
+    per = [
+        task.evaluate(*(replica(state[k], r) for k in parts), split, **kwargs)
+        for r in range(config.train.num_seeds)
+    ]
+    return {name: [float(m[name]) for m in per] for name in per[0]}
+
+
+def _host(value):
+    """A float, or a list of floats (one per replica)."""
+    array = np.asarray(value, np.float64)
+    return float(array) if array.ndim == 0 else array.tolist()
+
+
+def _scaled(value, factor: float):
+    return [v * factor for v in value] if isinstance(value, list) else value * factor
 
 
 def train_and_evaluate(config, workdir: str | os.PathLike) -> dict:
@@ -197,7 +252,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict:
     task = build_task(config)
     tx, schedule = make_optimizer(config.opt, task.steps_per_epoch)
     projections = _projections(config)
-    state = _initial_state(config, task, tx)
+    state = initial_states(config, task, tx)
 
     manager = ocp.CheckpointManager(
         (workdir / "checkpoints").absolute(),
@@ -232,23 +287,33 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict:
         )
         return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
-    train_step = jax.jit(train_step, donate_argnums=0)
-    shard_batch, state = _data_parallel(config, task, state)
-
     tc = config.train
-    start = int(state["step"])
+    seeds = _seeds(config)
+    if tc.num_seeds == 1:
+        train_step = jax.jit(train_step, donate_argnums=0)
+        shard_batch, state = _data_parallel(config, task, state)
+        host_batch = task.train_batch
+    else:  # the replicas in one program: jax.vmap over the leading axis of state and batch
+        train_step = jax.jit(jax.vmap(train_step), donate_argnums=0)
+        shard_batch = _stack
+        logging.info("%d replicas (seeds %s) in one jitted step", tc.num_seeds, seeds)
+
+        def host_batch(step):
+            return [task.train_batch(step, seed) for seed in seeds]
+
+    start = int(np.asarray(state["step"]).reshape(-1)[0])
     metric = task.metric
     last_eval: dict = {}
     t_last, steps_since = time.perf_counter(), 0
     progress = _progress(start, tc.num_steps)
     for step in range(start, tc.num_steps):
-        batch = shard_batch(task.train_batch(step))
+        batch = shard_batch(host_batch(step))
         state, out = train_step(state, batch)
-        loss, grad_norm = float(out["loss"]), float(out["grad_norm"])
-        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+        loss, grad_norm = _host(out["loss"]), _host(out["grad_norm"])
+        if not (np.all(np.isfinite(loss)) and np.all(np.isfinite(grad_norm))):
             manager.wait_until_finished()
             good = manager.latest_step()
-            what = "loss" if not math.isfinite(loss) else "gradient norm"
+            what = "loss" if not np.all(np.isfinite(loss)) else "gradient norm"
             raise TrainingDiverged(
                 f"the training {what} is {loss if what == 'loss' else grad_norm} at step "
                 f"{step + 1}; stopping. The last good checkpoint (step {good}) is kept in "
@@ -271,20 +336,16 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict:
                 "s_per_epoch": task.steps_per_epoch / rate,
             }
             if metric == "bpc":
-                record["bpc"] = loss / math.log(2.0)
+                record["bpc"] = _scaled(loss, 1.0 / math.log(2.0))
             elif metric == "nats":
                 record["nats"] = loss
             _write_jsonl(metrics_path, record)
-            progress.set_postfix(loss=f"{loss:.4f}")
-            logging.info("step %d: train loss %.4f (%.2f steps/s)", done, loss, rate)
+            progress.set_postfix(loss=f"{np.mean(loss):.4f}")
+            logging.info("step %d: train loss %s (%.2f steps/s)", done, loss, rate)
         if done % tc.eval_every == 0 or done == tc.num_steps:
             t0 = time.perf_counter()
-            last_eval = task.evaluate(
-                state["params"],
-                state["consts"],
-                state["model_state"],
-                "valid",
-                max_batches=tc.eval_batches or None,
+            last_eval = evaluate_replicas(
+                config, task, state, "valid", max_batches=tc.eval_batches or None
             )
             record = {"step": done, "split": "valid", **last_eval}
             _write_jsonl(metrics_path, record)
@@ -381,7 +442,7 @@ def load_run(workdir: str | os.PathLike, config=None):
     config = configs.with_defaults(config)
     task = build_task(config)  # validates the config
     tx, _ = make_optimizer(config.opt, task.steps_per_epoch)
-    target = _initial_state(config, task, tx)
+    target = initial_states(config, task, tx)
     manager = ocp.CheckpointManager((workdir / "checkpoints").absolute())
     state, step = _restore_latest(manager, target)
     manager.close()

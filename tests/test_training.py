@@ -24,7 +24,7 @@ from fake_data import REPO, TINY_FLAGS, run_train_py, tiny_ptb_config, write_fak
 
 import nprnn
 from nprnn import configs as base
-from nprnn import training
+from nprnn import evaluation, reports, training
 from nprnn.data import load_ptb_chars, text
 from nprnn.tasks import build_task
 
@@ -476,3 +476,78 @@ def test_train_py_keeps_explicit_projection_flag(missing_data_run):
     config = json.loads((root / "run" / "config.json").read_text())
     assert config["model"]["variant"] == "normprop"
     assert config["opt"]["unit_norm_projection"] is False
+
+
+# ---------------------------------------------------------------------------------------------
+# train.num_seeds: replicas in one jitted step.
+
+
+@pytest.fixture(scope="module")
+def replicas(data_dir, tmp_path_factory, run):
+    """A finished 2-replica normprop run (seeds 1, 2) of the same 12 updates as ``run``, and
+    the same run of 2 replicas interrupted at step 8 and resumed."""
+    root = tmp_path_factory.mktemp("replicas")
+    config = tiny_ptb_config(data_dir, num_seeds=2)
+    with config.unlocked():
+        config.seed = 1
+    training.train_and_evaluate(config, root / "full")
+    shutil.copytree(root / "full", root / "resumed")
+    shutil.rmtree(root / "resumed" / "checkpoints" / "12")
+    training.train_and_evaluate(config, root / "resumed")
+    return config, root
+
+
+def test_num_seeds_metrics_hold_one_value_per_replica(replicas):
+    _, root = replicas
+    records = read_metrics(root / "full")
+    assert [r["step"] for r in records if r["split"] == "valid"] == [6, 12]
+    for r in records:
+        for name in ("loss", "bpc") + (("grad_norm",) if r["split"] == "train" else ("count",)):
+            assert isinstance(r[name], list) and len(r[name]) == 2, (name, r)
+            assert all(np.isfinite(r[name])), (name, r)
+    last = records[-1]
+    assert last["loss"][0] != last["loss"][1]  # two different seeds
+
+
+def test_num_seeds_replica_is_the_run_of_its_seed(replicas, run, data_dir, tmp_path):
+    """Replica r of a run with seed s is the plain run of seed s + r: its init, data order and
+    keys (replica 1 of seed 1 here against the plain run of seed 2)."""
+    config, root = replicas
+    _, _, state, step = training.load_run(root / "full")
+    assert step == 12 and state["step"].tolist() == [12, 12]
+    single = tiny_ptb_config(data_dir)
+    with single.unlocked():
+        single.seed = 2
+    training.train_and_evaluate(single, tmp_path)
+    _, _, alone, _ = training.load_run(tmp_path)
+    second = training.replica(state["params"], 1)
+    assert jax.tree.structure(second) == jax.tree.structure(alone["params"])
+    paths, _ = jax.tree_util.tree_flatten_with_path(alone["params"])
+    for (path, leaf), batched in zip(paths, jax.tree.leaves(second), strict=True):
+        np.testing.assert_allclose(batched, leaf, rtol=2e-4, atol=2e-6, err_msg=str(path))
+    valid = [r for r in read_metrics(root / "full") if r["split"] == "valid"][-1]
+    alone_valid = [r for r in read_metrics(tmp_path) if r["split"] == "valid"][-1]
+    assert valid["bpc"][1] == pytest.approx(alone_valid["bpc"], rel=1e-4)
+
+
+def test_num_seeds_resume_is_exact(replicas):
+    _, root = replicas
+    _, _, full, _ = training.load_run(root / "full")
+    _, _, resumed, step = training.load_run(root / "resumed")
+    assert step == 12
+    assert_trees_equal(resumed["params"], full["params"])
+
+    def untimed(workdir):
+        return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in read_metrics(workdir)]
+
+    assert untimed(root / "resumed") == untimed(root / "full")
+
+
+def test_num_seeds_evaluation_and_table_report_every_replica(replicas):
+    _, root = replicas
+    record = evaluation.evaluate_run(root / "full", "valid", max_batches=2, samples=False)
+    assert len(record["metrics"]["bpc"]) == 2
+    rows = [r for r in reports.table_rows(1, [root / "full"], evaluate=False) if r.variant]
+    assert len(rows) == 1 and rows[0].n == 2
+    assert rows[0].ours == pytest.approx(np.mean(record["metrics"]["bpc"]))
+    assert "(n=2)" in reports.format_table(1, rows)
