@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The Table 3 study (issue 12): DRAW rows with configs/draw_mnist_study.py, each row one process
+# training 3 seeds (train.num_seeds). Resumable: run it again and each run continues from its
+# newest checkpoint (a finished run returns at once). Each finished run is evaluated on the test
+# split (every replica), and config.json, metrics.jsonl and the evaluation file are copied to
+# results/table3/<row>/ (checkpoints stay in runs/). Then the table and the learning curves.
+#   bash scripts/study_table3.sh [RUNS_DIR] [DATA_DIR]
+# JOBS=2 runs two rows at a time (one per core, niced).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-runs/study_table3}
+DATA=${2:-${NPRNN_DATA_DIR:-../shared/data}}
+PY=${PY:-.venv/bin/python}
+JOBS=${JOBS:-2}
+OUT=results/table3
+CONFIG=configs/draw_mnist_study.py
+
+declare -A ROWS=(
+  [lstm]="--config.model.variant=lstm"
+  [layernorm]="--config.model.variant=layernorm"
+  [weightnorm]="--config.model.variant=weightnorm"
+  [normprop_released]="--config.model.variant=normprop --config.model.compensation=released"
+  [normprop_paper]="--config.model.variant=normprop --config.model.compensation=paper"
+)
+ORDER="normprop_released lstm normprop_paper layernorm weightnorm"
+
+one() {  # row core
+  local row=$1 core=$2 dir="$RUNS/$1"
+  # shellcheck disable=SC2086
+  taskset -c "$core" nice -n 10 $PY train.py --config=$CONFIG ${ROWS[$row]} \
+    --workdir="$dir" --data_dir="$DATA" >> "$RUNS/$row.log" 2>&1
+  taskset -c "$core" nice -n 10 $PY eval.py --workdir="$dir" --split=test >> "$RUNS/$row.log" 2>&1
+  mkdir -p "$OUT/$row"
+  cp "$dir/config.json" "$dir/metrics.jsonl" "$dir"/eval_*.json "$OUT/$row/"
+}
+
+mkdir -p "$RUNS"
+job=0
+for row in $ORDER; do
+  one "$row" $((job % JOBS)) &
+  job=$((job + 1))
+  if (( job % JOBS == 0 )); then wait; fi
+done
+wait
+$PY eval.py --table=3 --runs_glob="$OUT/*" --no_eval --out="$OUT/table3.md"
+$PY eval.py --figure=3 --runs_glob="$OUT/*" --out="$OUT/figure3.png"
