@@ -202,6 +202,8 @@ def plot_learning_curves(
             metric = "bpc" if config.get("task") in CHAR_TASKS else "nats"
         variant = config["model"]["variant"]
         name = f"{VARIANT_NAMES.get(variant, variant)} (H={config['model']['hidden_size']})"
+        if variant == "normprop":  # which form produced the curve
+            name += f", {config['model'].get('compensation', 'paper')} form"
         parents = {pathlib.Path(run).parent.name for run in members}
         where = parents.pop() if len(members) > 1 and len(parents) == 1 else None
         if variants.count(variant) > 1:
