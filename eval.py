@@ -19,6 +19,7 @@ Figures 2 and 3 (learning curves from metrics.jsonl) and Figure 1 (gradient flow
 
 from __future__ import annotations
 
+import json
 import pathlib
 import sys
 
@@ -49,6 +50,12 @@ _RUNS = flags.DEFINE_string("runs", None, "Comma-separated run directories (tabl
 _RUNS_GLOB = flags.DEFINE_string("runs_glob", None, "Glob of run directories (tables, figures).")
 _NO_EVAL = flags.DEFINE_bool(
     "no_eval", False, "Tables: use stored numbers only, never evaluate a checkpoint."
+)
+_STEP_TIMES = flags.DEFINE_string(
+    "step_times",
+    None,
+    "Table 1: JSON of benchmarks/step_time.py --json_out; s/epoch from those quiet timings "
+    "instead of the rates the runs logged.",
 )
 _OUT = flags.DEFINE_string(
     "out", None, "Figures 2/3: the PNG (default runs/figure<N>.png); tables: a Markdown file."
@@ -92,6 +99,9 @@ def _table() -> str:
         _runs(),
         evaluate=not _NO_EVAL.value,
         max_batches=_MAX_BATCHES.value or None,
+        step_times=json.loads(pathlib.Path(_STEP_TIMES.value).read_text())
+        if _STEP_TIMES.value
+        else None,
     )
     if _OUT.value:
         pathlib.Path(_OUT.value).write_text(text)

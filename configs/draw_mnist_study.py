@@ -9,8 +9,8 @@ unstable at this size for some variants), with the settings of the authors' rele
   * forget-gate bias 1 (the initial states are zeros here; the released code trains them);
   * gammas 0.5 for normprop and weight norm, the other variants at their own defaults;
 and 3 seeds in one process (train.num_seeds = 3), 1,000 updates (1.3 epochs, the budget of the
-small config), validation on the whole validation split every 500 updates. Small-config results, not the paper's setting.
-scripts/study_table3.sh runs every row.
+small config), validation on the whole validation split every 500 updates. Small-config results,
+not the paper's setting. scripts/study_table3.sh runs every row.
 """
 
 from configs.draw_mnist_small import get_config as small_config

@@ -80,6 +80,7 @@ class Row:
       note: where our number comes from when not a full evaluation file.
       ours_std: the sample standard deviation of our number over the runs of the row (seeds).
       n: how many runs (or replicas of a ``train.num_seeds`` run) the row's number is the mean of.
+      name: the row's short name: its run directory's (or, for several runs, their parent's).
       runs, values, times, notes: per run of the row (the seeds), what the above summarize (the
         runs of a row share one note).
     """
@@ -97,6 +98,7 @@ class Row:
     note: str = ""
     ours_std: float | None = None
     n: int = 0
+    name: str = ""
     runs: list[str] = dataclasses.field(default_factory=list)
     values: list[float | None] = dataclasses.field(default_factory=list)
     times: list[float | None] = dataclasses.field(default_factory=list)
@@ -184,6 +186,7 @@ def table_rows(
     *,
     evaluate: bool = True,
     max_batches: int | None = None,
+    step_times: dict | None = None,
 ) -> list[Row]:
     """The rows of Table ``table`` for ``runs``: the paper's rows, each with our matching runs.
 
@@ -198,6 +201,10 @@ def table_rows(
       runs: run directories.
       evaluate: evaluate runs whose evaluation file is missing or stale.
       max_batches: for such evaluations, at most this many batches.
+      step_times: Table 1: the JSON of ``benchmarks/step_time.py --json_out`` (timed in one
+        quiet process); a row's s/epoch is then the median training step of its variant at its
+        (H, B, T) times its updates per epoch, instead of the rate its run logged while training
+        (which other jobs on the machine distort).
 
     Returns:
       The rows, in the paper's order.
@@ -242,7 +249,10 @@ def table_rows(
             seen.append(row)
         row.runs.append(str(run))
         row.values.extend(value if isinstance(value, list) else [value])  # a list: replicas
-        row.times.append(median_s_per_epoch(records) if table == 1 else None)
+        if table == 1 and step_times is not None:
+            row.times.append(_timed_s_per_epoch(step_times, config, records))
+        else:
+            row.times.append(median_s_per_epoch(records) if table == 1 else None)
         row.notes.append(note)
     for rows in ours.values():
         for row in rows:
@@ -284,6 +294,24 @@ def table_rows(
     return out
 
 
+def _timed_s_per_epoch(step_times: dict, config: dict, records) -> float | None:
+    """Seconds per epoch from step_time.py's median training step of the run's variant and
+    (H, B, T) (its input size is not matched: the char LM's is V), or None if not timed."""
+    model, data = config["model"], config["data"]
+    per_epoch = steps_per_epoch(records)
+    for r in step_times.get("results", []):
+        hidden, _, batch, steps = r["size"]
+        if (
+            r["model"] == model["variant"]
+            and r["mode"] == "train"
+            and (hidden, batch, steps)
+            == (model["hidden_size"], data["batch_size"], data["seq_len"])
+            and per_epoch
+        ):
+            return r["median_ms"] / 1e3 * per_epoch if per_epoch else None
+    return None
+
+
 def _summarize(row: Row) -> None:
     """Fills a row's numbers from its runs: mean, sample std and n of the values that exist,
     median time per epoch, the runs named, the notes joined."""
@@ -297,6 +325,7 @@ def _summarize(row: Row) -> None:
     parents = {pathlib.Path(run).parent.name for run in row.runs}
     name = names[0] if len(names) == 1 else (parents.pop() if len(parents) == 1 else names[0])
     seeds = f" ({len(names)} runs)" if len(names) > 1 else ""
+    row.name = name
     row.config = f"`{name}`{seeds}: {row.config}"
     row.run = ", ".join(row.runs)
     row.note = row.notes[0]
@@ -361,8 +390,35 @@ def format_table(table: int, rows: Sequence[Row]) -> str:
     text = caption + "\n\n" + "\n".join(lines) + "\n"
     if table == 1 and not any(r.variant == "lstm" and r.ours is not None for r in rows):
         notes.append("- no lstm run given: our time / baseline column is empty")
+    ranked = ranking(rows)
+    if ranked:
+        text += (
+            "\nOrder of our rows with two runs or more, best first: `<` where the gap exceeds two "
+            "standard errors of the difference, `≈` where it does not (no ranking):\n\n"
+            + ranked
+            + "\n"
+        )
     if notes:
         text += "\nNotes:\n" + "\n".join(notes) + "\n"
+    return text
+
+
+def ranking(rows: Sequence[Row]) -> str:
+    """Our rows with ``n >= 2`` from the lowest (best) number up, each neighbour pair joined by
+    ``<`` when the gap exceeds two standard errors of the difference,
+    ``2 sqrt(s1^2 / n1 + s2^2 / n2)``, and by ``≈`` otherwise; "" with fewer than two such rows.
+    """
+    seeded = sorted((r for r in rows if r.n >= 2), key=lambda r: r.ours)
+    if len(seeded) < 2:
+        return ""
+
+    def name(row: Row) -> str:
+        return f"{row.model} [{row.name}]"
+
+    text = name(seeded[0])
+    for lo, hi in zip(seeded, seeded[1:], strict=False):
+        se = math.sqrt(lo.ours_std**2 / lo.n + hi.ours_std**2 / hi.n)
+        text += (" < " if hi.ours - lo.ours > 2 * se else " ≈ ") + name(hi)
     return text
 
 
@@ -372,9 +428,22 @@ def assemble_table(
     *,
     evaluate: bool = True,
     max_batches: int | None = None,
+    step_times: dict | None = None,
 ) -> str:
     """:func:`table_rows` then :func:`format_table`."""
-    return format_table(table, table_rows(table, runs, evaluate=evaluate, max_batches=max_batches))
+    rows = table_rows(
+        table, runs, evaluate=evaluate, max_batches=max_batches, step_times=step_times
+    )
+    text = format_table(table, rows)
+    if step_times is not None:
+        env = step_times.get("env", {})
+        text += (
+            f"\nOur s/epoch: median training step of `benchmarks/step_time.py` "
+            f"(optimizer: {step_times.get('flags', {}).get('optimizer', '?')}), timed in one "
+            f"process on {env.get('date', '?')}, times the updates per epoch; the released "
+            "normprop form runs normprop's program plus one multiply per step.\n"
+        )
+    return text
 
 
 # ----------------------------------------------------------------------------------------------

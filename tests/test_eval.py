@@ -223,6 +223,27 @@ def test_table1_markdown(ptb_runs):
     assert "Laurent et al. (2017)" in text
 
 
+def test_table1_s_per_epoch_from_quiet_step_times(ptb_runs):
+    lstm, norm, _ = ptb_runs
+    per_epoch = runs.steps_per_epoch(runs.read_metrics(lstm))
+    step_times = {
+        "env": {"date": "2026-12-02"},
+        "flags": {"optimizer": "adam"},
+        "results": [  # (H, D, B, T); ptb_runs: batch 32, length-100 windows
+            {"size": [1000, 50, 32, 100], "model": "lstm", "mode": "train", "median_ms": 200.0},
+            {"size": [1000, 50, 32, 100], "model": "lstm", "mode": "infer", "median_ms": 1.0},
+            {"size": [128, 50, 32, 100], "model": "normprop", "mode": "train", "median_ms": 30.0},
+        ],
+    }
+    rows = {r.variant: r for r in reports.table_rows(1, list(ptb_runs), step_times=step_times)}
+    assert rows["lstm"].s_per_epoch == pytest.approx(0.2 * per_epoch)
+    assert rows["normprop"].s_per_epoch == pytest.approx(0.03 * per_epoch)
+    assert rows["normprop"].ratio == pytest.approx(0.15)
+    assert rows["layernorm"].s_per_epoch is None  # not timed
+    text = reports.assemble_table(1, [lstm, norm], step_times=step_times)
+    assert "step_time.py` (optimizer: adam), timed in one process on 2026-12-02" in text
+
+
 def test_table1_without_lstm_and_with_fallbacks(tmp_path):
     fallback = _run(tmp_path, "np_noeval", variant="normprop", hidden=128)  # no eval file
     partial = _run(tmp_path, "np_partial", variant="normprop", hidden=128)
@@ -262,6 +283,13 @@ def test_seeds_of_one_config_are_one_row_with_mean_std_and_n(tmp_path):
     assert second.n == 2 and second.ours == pytest.approx(1.425) and "critical" in second.config
     text = reports.format_table(1, rows)
     assert "| 1.600 ± 0.100 (n=3) |" in text and "| 1.425 ± 0.035 (n=2) |" in text
+    assert "np_critical` (2 runs)" in text
+    # 1.425 +- 0.035 (n=2) against 1.6 +- 0.1 (n=3): a gap of 0.175 > 2 SE = 0.13.
+    assert reports.ranking(rows) == "Norm Prop [np_critical] < Norm Prop [np_row]"
+    close = _seed_runs(tmp_path, [1.55, 1.75], row="np_close", gamma_init="critical", gamma_x=1.0)
+    rows = [r for r in reports.table_rows(1, seeds + close, evaluate=False) if r.variant]
+    assert reports.ranking(rows) == "Norm Prop [np_row] ≈ Norm Prop [np_close]"
+    assert "≈" in reports.format_table(1, rows)
     single = reports.table_rows(1, seeds[:1], evaluate=False)
     norm = next(r for r in single if r.variant)
     assert norm.n == 1 and norm.ours_std is None and "| 1.500 |" in reports.format_table(1, single)
