@@ -193,7 +193,8 @@ def plot_learning_curves(
     colours = dict(zip(nprnn.VARIANTS, palette, strict=False))
     extra = iter(palette[len(nprnn.VARIANTS) :] * 4)  # further rows of a variant: colours 6-10
     seen: set[str] = set()
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig, ax = plt.subplots(figsize=(11, 5.2))
+    valid_max = []  # the y range follows the validation curves, not the first training losses
     drawn = 0
     groups = _group_runs(runs)
     variants = [config["model"]["variant"] for config, _ in groups]
@@ -237,6 +238,8 @@ def plot_learning_curves(
             )
             if len(curves) > 1:
                 ax.fill_between(xs, mean - std, mean + std, color=colour, alpha=0.15, lw=0)
+            if split == "valid":
+                valid_max.append(float(np.max(mean + std)))
             drawn += 1
     if not drawn:
         plt.close(fig)
@@ -245,7 +248,9 @@ def plot_learning_curves(
     ax.set_ylabel({"bpc": "bits per character", "nats": "nats per image"}.get(metric, metric))
     ax.set_title(title or "learning curves (training dashed, validation solid)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if valid_max:
+        ax.set_ylim(top=1.15 * max(valid_max))
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     out = pathlib.Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()

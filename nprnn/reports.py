@@ -235,7 +235,9 @@ def table_rows(
             valid = [r for r in records if r.get("split") == "valid" and metric in r]
             if table == 1 and valid:
                 value, step = valid[-1][metric], valid[-1]["step"]
-                note = f"no {stored}: training-time validation (config.train.eval_batches)"
+                batches = config.get("train", {}).get("eval_batches", 0)
+                where = f"its first {batches} batches" if batches else "the whole split"
+                note = f"no {stored}: the training-time validation on {where}"
             else:
                 why = "no checkpoint to evaluate" if evaluate else "--no_eval"
                 note = f"no {stored} ({why})"
@@ -371,7 +373,8 @@ def format_table(table: int, rows: Sequence[Row]) -> str:
             "windows, each from a fresh state; seconds per training epoch and time relative to "
             "the baseline (the lstm run). Paper: Laurent et al. (2017), Table 1, one layer of "
             "1000 units, timed on the authors' GPU; ours: median `s_per_epoch` of the training "
-            "lines of metrics.jsonl on the machine that trained each run (timings from different "
+            "lines of metrics.jsonl on the machine that trained each run, unless the last line "
+            "below says they come from `benchmarks/step_time.py` (timings from different "
             "machines are not comparable)."
         ),
         2: (
