@@ -1,7 +1,7 @@
 """Character-level PTB, small: a CPU-sized twin of configs/ptb_char.py (about 10 min, 2 cores).
 
-Same protocol (length-100 random windows, Adam 2e-3, decay 1e-3 per update, clip 1.0, the
-paper's gammas) with 128 units, batch 32 and 1,500 updates (about 1 epoch of PTB), validation
+Same protocol (length-100 random windows, Adam 2e-3, inverse-time decay 1e-3 per update, clip
+1.0, the paper's gammas) with 128 units, batch 32 and 1,500 updates (about 1 epoch), validation
 on the first 20 batches of length-100 windows (256,000 characters of the validation split) every
 500 updates. Results from it are small-config results, not the paper's setting.
 
