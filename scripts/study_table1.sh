@@ -5,7 +5,9 @@
 # metrics.jsonl) is copied to results/table1/<row>/seed<k>/ as soon as it ends (checkpoints stay
 # in runs/). Then the table (mean ± std over seeds) and the learning curves are made from results/.
 #   bash scripts/study_table1.sh [RUNS_DIR] [DATA_DIR]
-# JOBS=2 runs two trainings at a time (one per core, niced); SEEDS=3 by default.
+# JOBS=2 runs two trainings at a time (one per core, niced); SEEDS=3 by default. STEPS=N trains
+# for N updates instead of the config's 7,800 (a finished shorter run resumes and goes on) and
+# writes results/table1_<N>/; ORDER="lstm layernorm ..." runs those rows only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs/study_table1}
@@ -13,7 +15,8 @@ DATA=${2:-${NPRNN_DATA_DIR:-../shared/data}}
 PY=${PY:-.venv/bin/python}
 SEEDS=${SEEDS:-3}
 JOBS=${JOBS:-2}
-OUT=results/table1
+STEPS=${STEPS:-}
+OUT=results/table1${STEPS:+_$STEPS}
 CONFIG=configs/ptb_char_study.py
 
 # row name -> config overrides
@@ -27,14 +30,15 @@ declare -A ROWS=(
   [normprop_critical]="--config.model.variant=normprop --config.model.gamma_init=critical"
   [normprop_paper_expdecay]="--config.model.variant=normprop --config.opt.schedule=exponential"
 )
-ORDER="lstm normprop_paper normprop_released layernorm batchnorm weightnorm normprop_critical
-  normprop_paper_expdecay"
+ORDER=${ORDER:-"lstm normprop_paper normprop_released layernorm batchnorm weightnorm
+  normprop_critical normprop_paper_expdecay"}
 
 one() {  # row seed core
   local row=$1 seed=$2 core=$3 dir="$RUNS/$1/seed$2"
   # A finished run resumes at its last step and returns at once.
   # shellcheck disable=SC2086
   taskset -c "$core" nice -n 10 $PY train.py --config=$CONFIG ${ROWS[$row]} \
+    ${STEPS:+--config.train.num_steps=$STEPS} \
     --config.seed="$seed" --workdir="$dir" --data_dir="$DATA" >> "$RUNS/$row.seed$seed.log" 2>&1
   mkdir -p "$OUT/$row/seed$seed"
   cp "$dir/config.json" "$dir/metrics.jsonl" "$OUT/$row/seed$seed/"
