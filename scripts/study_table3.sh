@@ -5,13 +5,14 @@
 # split (every replica), and config.json, metrics.jsonl and the evaluation file are copied to
 # results/table3/<row>/ (checkpoints stay in runs/). Then the table and the learning curves.
 #   bash scripts/study_table3.sh [RUNS_DIR] [DATA_DIR]
-# JOBS=2 runs two rows at a time (one per core, niced).
+# CORES="0 1" (the default) runs one row per listed core at a time, niced.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs/study_table3}
 DATA=${2:-${NPRNN_DATA_DIR:-../shared/data}}
 PY=${PY:-.venv/bin/python}
-JOBS=${JOBS:-2}
+CORES=(${CORES:-0 1})  # the cores to pin the jobs to, one job per core
+JOBS=${#CORES[@]}
 OUT=results/table3
 CONFIG=configs/draw_mnist_study.py
 
@@ -37,7 +38,7 @@ one() {  # row core
 mkdir -p "$RUNS"
 job=0
 for row in $ORDER; do
-  one "$row" $((job % JOBS)) &
+  one "$row" "${CORES[job % JOBS]}" &
   job=$((job + 1))
   if (( job % JOBS == 0 )); then wait; fi
 done
