@@ -16,7 +16,14 @@ Example:
   (10, 4, 16)
 """
 
-from nprnn.cells import NORM_EPSILON, LSTMState, init_state, lstm_step, run_sequence
+from nprnn.cells import (
+    NORM_EPSILON,
+    LSTMState,
+    broadcast_state,
+    init_state,
+    lstm_step,
+    run_sequence,
+)
 from nprnn.host import tune_host_allocator
 from nprnn.initializers import (
     COMPENSATIONS,
@@ -38,6 +45,7 @@ __all__ = [
     "NORM_EPSILON",
     "VARIANCE_METHODS",
     "VARIANTS",
+    "broadcast_state",
     "init_bn_stats",
     "init_params",
     "init_state",

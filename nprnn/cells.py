@@ -65,7 +65,14 @@ from nprnn._lstm import (
 )
 from nprnn._runners import RUNNERS, runner_path, scan_inputs
 
-__all__ = ["LSTMState", "init_state", "lstm_step", "run_sequence", "NORM_EPSILON"]
+__all__ = [
+    "LSTMState",
+    "broadcast_state",
+    "init_state",
+    "lstm_step",
+    "run_sequence",
+    "NORM_EPSILON",
+]
 
 _REQUIRED = {
     "lstm": ("w_x", "w_h", "b"),
@@ -90,6 +97,37 @@ def init_state(batch_size: int, hidden_size: int, dtype=jnp.float32) -> LSTMStat
     dtype = _validate.floating_dtype("dtype", dtype)
     zeros = jnp.zeros((batch_size, hidden_size), dtype)
     return LSTMState(h=zeros, c=zeros)
+
+
+def broadcast_state(initial: dict, batch_size: int, dtype=None) -> LSTMState:
+    """A trainable initial state ``{"h": [H], "c": [H]}`` broadcast to ``LSTMState`` [B, H].
+
+    The released code of Laurent et al. trains ``h_0`` and ``c_0`` (Blocks' LSTM brick keeps them
+    as parameters, zeros at init); keep them in the model's parameters and broadcast them with
+    this function at the start of every sequence. Gradients flow back to ``initial``.
+
+    Args:
+        initial: a mapping with the vectors ``"h"`` and ``"c"``, both [H].
+        batch_size: B.
+        dtype: the state's dtype (None: that of ``initial["h"]``).
+
+    Raises:
+        ValueError: if ``"h"`` or ``"c"`` is missing or not a vector, or they differ in shape.
+    """
+    batch_size = _validate.positive_int("batch_size", batch_size)
+    missing = [k for k in ("h", "c") if k not in initial]
+    if missing:
+        raise ValueError(f"broadcast_state needs 'h' and 'c' in initial; missing {missing}")
+    h, c = jnp.asarray(initial["h"]), jnp.asarray(initial["c"])
+    if h.ndim != 1 or h.shape != c.shape:
+        raise ValueError(
+            f"the initial state's 'h' and 'c' must be vectors of the same size [H], got shapes "
+            f"{h.shape} and {c.shape}"
+        )
+    dtype = h.dtype if dtype is None else _validate.floating_dtype("dtype", dtype)
+    shape = (batch_size, h.shape[0])
+    h, c = (jnp.broadcast_to(v, shape).astype(dtype) for v in (h, c))
+    return LSTMState(h=h, c=c)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -82,6 +82,9 @@ def base_config() -> ml_collections.ConfigDict:
     # edge of stability for the given gamma_x, gamma_c (nprnn.gradient_flow.critical_gammas).
     c.model.gamma_init = "default"
     c.model.forget_bias = 0.0  # initial forget-gate bias
+    # Train the initial states h_0, c_0 (zeros at init) as the released code does (char LM and
+    # DRAW); False: every sequence starts from zeros.
+    c.model.learn_initial_state = False
     c.model.bn_momentum = 0.99  # batchnorm population statistics: EMA weight of the old value
     c.model.input_dropout = 0.0  # char LM: dropout rate on the inputs
     c.model.output_dropout = 0.0  # char LM: dropout rate before the softmax

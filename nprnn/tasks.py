@@ -184,6 +184,7 @@ def _char_task(config) -> Task:
         recurrent_dropout=m.recurrent_dropout,
         input_norm=m.input_norm,
         matmul_dtype=m.matmul_dtype or None,
+        learn_initial_state=m.learn_initial_state,
     )
 
     # x_t is a row of an orthogonal [V, V] matrix: its components have std 1/sqrt(V); after
@@ -236,7 +237,7 @@ def _char_task(config) -> Task:
 
         elif protocol == "stream":
             batches = nd.stream_batches(ids, batch_size=d.eval_streams, length=d.seq_len)
-            states = [nprnn.init_state(d.eval_streams, m.hidden_size)] * m.num_layers
+            states = charlm.initial_states(params, consts, d.eval_streams)
 
             def step(i, batch):
                 # The state is carried across chunks, so is the time index (batchnorm rows).
@@ -372,7 +373,9 @@ def _seqmnist_task(config) -> Task:
         for k, (x, y) in raw.items()
     }
     n_train = len(splits["train"][1])
-    model_config = seqmnist.SeqMNISTConfig(variant=m.variant, hidden_size=m.hidden_size)
+    model_config = seqmnist.SeqMNISTConfig(
+        variant=m.variant, hidden_size=m.hidden_size, learn_initial_state=m.learn_initial_state
+    )
 
     def init(key):
         params, consts = seqmnist.init_seqmnist(key, model_config, **_cell_options(m))

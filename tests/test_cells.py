@@ -1273,3 +1273,20 @@ def test_errors_raised_under_jit(setup, what):
     run = jax.jit(functools.partial(nprnn.run_sequence, variant=variant))
     with pytest.raises(ValueError, match=match):
         run(params, consts, *args)
+
+
+def test_broadcast_state():
+    initial = {"h": jnp.arange(3.0), "c": -jnp.arange(3.0)}
+    state = nprnn.broadcast_state(initial, 2, jnp.float64)
+    assert isinstance(state, nprnn.LSTMState) and state.h.dtype == jnp.float64
+    np.testing.assert_array_equal(state.h, [[0, 1, 2]] * 2)
+    np.testing.assert_array_equal(state.c, [[0, -1, -2]] * 2)
+    # The gradient of a sum over the batch reaches the vectors, summed over the batch.
+    grad = jax.grad(lambda p: jnp.sum(nprnn.broadcast_state(p, 4).h))(initial)
+    np.testing.assert_array_equal(grad["h"], [4.0] * 3)
+    with pytest.raises(ValueError, match="missing \\['c'\\]"):
+        nprnn.broadcast_state({"h": jnp.zeros(3)}, 2)
+    with pytest.raises(ValueError, match="same size"):
+        nprnn.broadcast_state({"h": jnp.zeros(3), "c": jnp.zeros(4)}, 2)
+    with pytest.raises(ValueError, match="batch_size"):
+        nprnn.broadcast_state(initial, 0)

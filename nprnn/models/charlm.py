@@ -37,6 +37,7 @@ __all__ = [
     "CharLMConfig",
     "init_charlm",
     "init_charlm_state",
+    "initial_states",
     "charlm_apply",
     "charlm_loss",
     "charlm_sample",
@@ -61,6 +62,8 @@ class CharLMConfig:
         input_norm: "batch data normalization" of x_t (Table 2).
         matmul_dtype: mixed precision: dtype name of the cells' matrix products ("bfloat16"),
             or None for full precision (see ``nprnn.run_sequence``).
+        learn_initial_state: train every layer's ``h_0``, ``c_0`` (zeros at init), as the
+            authors' released code does; False: sequences start from zeros.
     """
 
     variant: str
@@ -73,6 +76,7 @@ class CharLMConfig:
     recurrent_dropout: float = 0.0
     input_norm: bool = False
     matmul_dtype: str | None = None
+    learn_initial_state: bool = False
 
 
 def init_charlm(key: jax.Array, config: CharLMConfig, **cell_options) -> tuple[Params, Params]:
@@ -86,7 +90,8 @@ def init_charlm(key: jax.Array, config: CharLMConfig, **cell_options) -> tuple[P
 
     Returns:
         ``(params, consts)``. ``params = {"layers": [cell params] * L, "head": {"w" [H, V],
-        "b" [V]}}``; ``consts = {"config", "layers": [cell consts] * L, "input_proj" [V, V]}``
+        "b" [V]}}``, plus ``"initial": [{"h" [H], "c" [H]}] * L`` with ``learn_initial_state``;
+        ``consts = {"config", "layers": [cell consts] * L, "input_proj" [V, V]}``
         plus, with ``input_norm``, nothing trainable (the input statistics live in the model
         state, see :func:`init_charlm_state`).
     """
@@ -109,6 +114,9 @@ def init_charlm(key: jax.Array, config: CharLMConfig, **cell_options) -> tuple[P
         keys[-1], (config.hidden_size, config.vocab_size), dtype
     )
     params = {"layers": layers, "head": {"w": head_w, "b": jnp.zeros((config.vocab_size,), dtype)}}
+    if config.learn_initial_state:
+        zeros = jnp.zeros((config.hidden_size,), dtype)
+        params["initial"] = [{"h": zeros, "c": zeros} for _ in range(config.num_layers)]
     consts = {"config": config, "layers": layer_consts, "input_proj": proj}
     return params, consts
 
@@ -133,6 +141,15 @@ def init_charlm_state(consts: Params, dtype=jnp.float32) -> Params:
     return {"bn": bn, "input": inp}
 
 
+def initial_states(params: Params, consts: Params, batch_size: int, dtype=jnp.float32) -> list:
+    """The L states a sequence starts from: the trained ``params["initial"]`` broadcast to the
+    batch (``learn_initial_state``), else zeros."""
+    config: CharLMConfig = consts["config"]
+    if "initial" in params:
+        return [nprnn.broadcast_state(p, batch_size, dtype) for p in params["initial"]]
+    return [nprnn.init_state(batch_size, config.hidden_size, dtype)] * config.num_layers
+
+
 def _dropout(key, rate, x):
     keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
     return jnp.where(keep, x / (1.0 - rate), 0.0)
@@ -155,8 +172,8 @@ def charlm_apply(
         params, consts: from :func:`init_charlm`.
         model_state: from :func:`init_charlm_state` (statistics used at inference).
         ids: int [T, B] input symbols.
-        states: optional list of L ``LSTMState`` to start from (zeros if None), for carrying the
-            state across chunks of a long sequence.
+        states: optional list of L ``LSTMState`` to start from (None: :func:`initial_states`),
+            for carrying the state across chunks of a long sequence.
       t0: time index of ``ids[0]`` (batchnorm statistics rows) when continuing a sequence.
         training: dropout on, batch statistics for batchnorm and input normalization.
         key: PRNG key, needed in training when a dropout rate is positive.
@@ -181,9 +198,7 @@ def charlm_apply(
     if training and config.input_dropout > 0:
         x = _dropout(keys[-2], config.input_dropout, x)
     if states is None:
-        states = [
-            nprnn.init_state(batch, config.hidden_size, x.dtype) for _ in range(config.num_layers)
-        ]
+        states = initial_states(params, consts, batch, x.dtype)
     final, bn_moments = [], []
     for layer in range(config.num_layers):
         bn = model_state["bn"][layer] if config.variant == "batchnorm" else None

@@ -41,12 +41,14 @@ class SeqMNISTConfig:
         hidden_size: H.
         num_classes: 10.
         max_steps: batchnorm only: T_max of the statistics (784 pixels).
+        learn_initial_state: train ``h_0``, ``c_0`` (``params["initial"]``, zeros at init).
     """
 
     variant: str
     hidden_size: int
     num_classes: int = 10
     max_steps: int = 784
+    learn_initial_state: bool = False
 
 
 def init_seqmnist(key: jax.Array, config: SeqMNISTConfig, **cell_options) -> tuple[Params, Params]:
@@ -64,6 +66,9 @@ def init_seqmnist(key: jax.Array, config: SeqMNISTConfig, **cell_options) -> tup
         key_head, (config.hidden_size, config.num_classes), dtype
     )
     params = {"cell": cell, "head": {"w": head_w, "b": jnp.zeros((config.num_classes,), dtype)}}
+    if config.learn_initial_state:
+        zeros = jnp.zeros((config.hidden_size,), dtype)
+        params["initial"] = {"h": zeros, "c": zeros}
     return params, {"config": config, "cell": cell_consts}
 
 
@@ -96,10 +101,15 @@ def seqmnist_loss(
     config: SeqMNISTConfig = consts["config"]
     xs = (jnp.swapaxes(pixels, 0, 1) - PIXEL_MEAN) / PIXEL_STD
     want_moments = training and config.variant == "batchnorm"
+    batch = pixels.shape[0]
+    if "initial" in params:
+        state = nprnn.broadcast_state(params["initial"], batch, xs.dtype)
+    else:
+        state = nprnn.init_state(batch, config.hidden_size, xs.dtype)
     final, outputs = nprnn.run_sequence(
         params["cell"],
         consts["cell"],
-        nprnn.init_state(pixels.shape[0], config.hidden_size, xs.dtype),
+        state,
         xs,
         variant=config.variant,
         training=training,
