@@ -56,5 +56,7 @@ for seed in $(seq 0 $((SEEDS - 1))); do
   done
 done
 wait
-$PY eval.py --table=1 --runs_glob="$OUT/*/seed*" --no_eval --out="$OUT/table1.md"
+# s/epoch: the quiet single-process timings of benchmarks/step_time.py, not the study's own.
+$PY eval.py --table=1 --runs_glob="$OUT/*/seed*" --no_eval --out="$OUT/table1.md" \
+  --step_times=results/table1/step_times.json
 $PY eval.py --figure=2 --runs_glob="$OUT/*/seed*" --out="$OUT/figure2.png"
