@@ -1,5 +1,5 @@
 """A character-level language model on Penn Treebank in flax linen with the Normalized LSTM: the
-runnable example of docs/flax.md; imports nprnn.data and nprnn.linen.
+runnable example of the README's "From Flax"; imports nprnn.data and nprnn.linen.
 
 The model is an embedding, one ``nprnn.linen.LSTM`` layer (``run_sequence`` over the whole
 window) and a dense softmax head. It trains with Adam, global-norm clipping at 1.0 and
@@ -70,13 +70,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--eval_batches", type=int, default=10, help="validation batches")
     parser.add_argument("--log_every", type=int, default=50, help="updates between log lines")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--verify",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="check the data files' SHA-256 (--no-verify for other copies of PTB)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> dict:
     """Trains and evaluates; returns ``{"valid_bpc_before", "valid_bpc_after", "train_loss"}``."""
     args = parse_args(argv)
-    corpus = nprnn.data.load_ptb_chars(args.data_dir)
+    corpus = nprnn.data.load_ptb_chars(args.data_dir, verify=args.verify)
     model = CharLM(len(corpus.vocab), args.hidden, args.embed, gamma_h=args.gamma_h)
     tx = optax.chain(
         optax.clip_by_global_norm(1.0), optax.adam(args.lr), nprnn.linen.unit_norm_projection()

@@ -1,5 +1,5 @@
 """Flax NNX modules over the functional core (a cell for nnx.RNN, a sequence module over
-run_sequence); imports nprnn (the public API) and nprnn.linen (the carry and the glue they share).
+run_sequence); imports nprnn (the public API) and nprnn._flax (what it shares with nprnn.linen).
 
 Import it explicitly (``import nprnn.nnx``); ``import nprnn`` does not load flax modules. As in
 :mod:`nprnn.linen`, nothing here computes an LSTM: the cell calls :func:`nprnn.lstm_step`, the
@@ -16,13 +16,15 @@ What is here:
   batch-norm population statistics, so that ``nnx.Optimizer(model, tx, wrt=nnx.Param)`` and
   ``nnx.grad`` (which differentiates ``nnx.Param`` by default) never touch them;
 * :func:`project_unit_norm`, the paper's unit-norm projection (section 3.3) of a whole model,
-  in place, after an optimizer update.
+  in place, after an optimizer update; :func:`unit_norm_projection`, the same as the last link
+  of the optimizer's optax chain (:func:`nprnn.linen.unit_norm_projection`).
 
 The state of a cell, by attribute: the parameters of :func:`nprnn.init_params` under their names
 (``w_x``, ``w_h``, ``b``, ...) as ``nnx.Param``; its ``consts`` under their names (``var_c``,
 ``var_h``, or ``s_h``, ``s_c``; normprop only) as :class:`Const`; batchnorm's ``bn_stats``
 (``{"x"|"h"|"c": {"mean", "var"}}``, rows [max_steps, ...]) as :class:`BatchStat`. The carry is
-:class:`nprnn.linen.LSTMCarry` (``h``, ``c`` and, for batchnorm, the time index ``t``).
+:class:`LSTMCarry` (``h``, ``c`` and, for batchnorm, the time index ``t``), the same type as
+:class:`nprnn.linen.LSTMCarry`.
 
 ``deterministic=False`` (or ``model.train()``, which sets it) is the core's ``training=True``:
 recurrent dropout (from the ``"dropout"`` stream of the ``rngs`` given at construction) and, for
@@ -36,6 +38,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -43,9 +46,18 @@ import jax.numpy as jnp
 from flax import nnx
 
 import nprnn
-from nprnn import linen
+from nprnn import _flax
+from nprnn._flax import LSTMCarry, unit_norm_projection
 
-__all__ = ["BatchStat", "Const", "LSTM", "LSTMCell", "project_unit_norm"]
+__all__ = [
+    "BatchStat",
+    "Const",
+    "LSTM",
+    "LSTMCarry",
+    "LSTMCell",
+    "project_unit_norm",
+    "unit_norm_projection",
+]
 
 
 class Const(nnx.Variable):
@@ -86,12 +98,6 @@ class LSTMCell(nnx.RNNCellBase):
         hidden_features: int,
         *,
         variant: str,
-        gamma_x: float | None = None,
-        gamma_h: float | None = None,
-        gamma_c: float | None = None,
-        forget_bias: float = 0.0,
-        variance_method: str = "analytic",
-        compensation: str = "paper",
         max_steps: int | None = None,
         bn_momentum: float = 0.99,
         dropout_rate: float = 0.0,
@@ -99,6 +105,7 @@ class LSTMCell(nnx.RNNCellBase):
         matmul_dtype: Any = None,
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
+        **init_options,
     ):
         """Initializes the layer with :func:`nprnn.init_params` (key from ``rngs.params()``).
 
@@ -106,10 +113,6 @@ class LSTMCell(nnx.RNNCellBase):
             in_features: D.
             hidden_features: H, the number of units.
             variant: one of :data:`nprnn.VARIANTS`.
-            gamma_x, gamma_h, gamma_c: initial gammas (``None``: the variant's default).
-            forget_bias: initial forget-gate bias.
-            variance_method: normprop's constants, ``"analytic"`` or ``"simulated"``.
-            compensation: normprop's form, ``"paper"`` or ``"released"``.
             max_steps: batchnorm: T_max, the rows of the population statistics (required).
             bn_momentum: batchnorm: weight of the old statistics in their moving average.
             dropout_rate: recurrent dropout on the cell candidate in training.
@@ -118,35 +121,32 @@ class LSTMCell(nnx.RNNCellBase):
             param_dtype: dtype of the parameters, constants, statistics and carry.
             rngs: ``params`` stream for the weights; ``dropout`` stream when
                 ``dropout_rate > 0``.
+            **init_options: passed on to :func:`nprnn.init_params`, whose defaults apply:
+                ``gamma_x``, ``gamma_h``, ``gamma_c`` (initial gammas; ``None``: the variant's
+                default), ``forget_bias``, ``variance_method`` (normprop's constants,
+                ``"analytic"`` or ``"simulated"``), ``compensation`` (normprop's form,
+                ``"paper"`` or ``"released"``): the attributes of the same names of
+                :class:`nprnn.linen.LSTMCell`.
 
         Raises:
-            ValueError: for an unknown variant, batchnorm without ``max_steps``, or what
-                ``init_params`` refuses.
+            ValueError: for an unknown variant, batchnorm without ``max_steps``, a rate outside
+                [0, 1), or what ``init_params`` refuses.
+            TypeError: for a keyword argument ``init_params`` does not take.
         """
-        linen.check_options(variant, max_steps)
+        _flax.check_options(variant, max_steps, dropout_rate, bn_momentum)
         params, consts = nprnn.init_params(
             rngs.params(),
             input_size=in_features,
             hidden_size=hidden_features,
             variant=variant,
-            gamma_x=gamma_x,
-            gamma_h=gamma_h,
-            gamma_c=gamma_c,
-            forget_bias=forget_bias,
-            variance_method=variance_method,
-            compensation=compensation,
             dtype=param_dtype,
+            **init_options,
         )
-        self.in_features = in_features
-        self.hidden_features = hidden_features
-        self.variant = variant
-        self.param_dtype = param_dtype
-        self.bn_momentum = bn_momentum
+        self.in_features, self.hidden_features = in_features, hidden_features
+        self.variant, self.param_dtype, self.deterministic = variant, param_dtype, deterministic
         self.dropout_rate = dropout_rate
-        self.deterministic = deterministic
-        self.matmul_dtype = matmul_dtype
-        self.param_names = tuple(params)
-        self.const_names = tuple(consts)
+        self.step_options = _flax.step_options(dropout_rate, matmul_dtype, bn_momentum)
+        self.param_names, self.const_names = tuple(params), tuple(consts)
         for name, value in params.items():
             setattr(self, name, nnx.Param(value))
         for name, value in consts.items():
@@ -161,8 +161,8 @@ class LSTMCell(nnx.RNNCellBase):
 
     def initialize_carry(
         self, input_shape: tuple[int, ...], rngs=None, carry_init=None
-    ) -> linen.LSTMCarry:
-        """The initial :class:`nprnn.linen.LSTMCarry` for inputs of shape ``input_shape``.
+    ) -> LSTMCarry:
+        """The initial :class:`LSTMCarry` for inputs of shape ``input_shape``.
 
         Args:
             input_shape: the shape of one step's input, [*batch, D].
@@ -180,7 +180,7 @@ class LSTMCell(nnx.RNNCellBase):
             if stream is None:
                 raise ValueError("carry_init needs rngs to draw the initial carry from")
             keys = (stream(), stream())
-        return linen.zero_carry(
+        return _flax.zero_carry(
             self.variant, self.hidden_features, input_shape, self.param_dtype, carry_init, keys
         )
 
@@ -188,16 +188,17 @@ class LSTMCell(nnx.RNNCellBase):
     def num_feature_axes(self) -> int:
         return 1
 
-    def __call__(self, carry: linen.LSTMCarry, x: jax.Array) -> tuple[linen.LSTMCarry, jax.Array]:
+    def __call__(self, carry: LSTMCarry, x: jax.Array) -> tuple[LSTMCarry, jax.Array]:
         """One time step: ``(carry, h)``, with ``x`` [*batch, D] and ``h`` [*batch, H]."""
-        return self._apply(linen.step_cell, carry, x, opts=linen.cell_options(self))
+        return self._apply(_flax.step_cell, carry, x, opts=self.step_options)
 
-    def run(self, carry: linen.LSTMCarry, xs: jax.Array, *, seq_lengths=None, **opts):
+    def run(self, carry: LSTMCarry, xs: jax.Array, *, seq_lengths=None, **opts):
         """A whole time-major sequence (``xs`` [T, *batch, D]) with one
-        :func:`nprnn.run_sequence`: ``(carry, hs)`` (see :func:`nprnn.linen.run_layer`).
-        ``opts``: ``unroll``, ``fused_backward``, ``hoist_input``."""
-        opts = {**linen.cell_options(self), **opts}
-        return self._apply(linen.run_layer, carry, xs, seq_lengths=seq_lengths, opts=opts)
+        :func:`nprnn.run_sequence`: ``(carry, hs)``, ``hs`` [T, *batch, H] zero at padded steps
+        (see ``nprnn._flax.run_layer``). ``opts``: ``unroll``, ``fused_backward``,
+        ``hoist_input``."""
+        opts = {**self.step_options, **opts}
+        return self._apply(_flax.run_layer, carry, xs, seq_lengths=seq_lengths, opts=opts)
 
     def layer_arrays(self) -> tuple[dict, dict, dict | None]:
         """``(params, consts, bn_stats)`` as the functional core takes them (plain dicts of
@@ -215,9 +216,9 @@ class LSTMCell(nnx.RNNCellBase):
         return None
 
     def _apply(self, fn, carry, inputs, **kw):
-        """``fn`` (``step_cell`` or ``run_layer`` of :mod:`nprnn.linen`) with this cell's
-        arrays; the new batch statistics, if any, assigned in place."""
-        carry = linen.check_carry(carry, self.variant)
+        """``fn`` (``step_cell`` or ``run_layer`` of ``nprnn._flax``) with this cell's arrays;
+        the new batch statistics, if any, assigned in place."""
+        carry = _flax.check_carry(carry, self.variant)
         training = not self.deterministic
         carry, out, new_stats = fn(
             *self.layer_arrays(),
@@ -273,49 +274,50 @@ class LSTM(nnx.Module):
         fused_backward: bool = True,
         hoist_input: bool | None = None,
     ):
-        """Wraps ``cell``; the options are :class:`nprnn.linen.LSTM`'s attributes."""
+        """Wraps ``cell``; the settings are :class:`nprnn.linen.LSTM`'s attributes (kept in the
+        dict ``settings``)."""
         self.cell = cell
-        self.time_major = time_major
-        self.return_carry = return_carry
-        self.reverse = reverse
-        self.keep_order = keep_order
-        self.unroll = unroll
-        self.fused_backward = fused_backward
-        self.hoist_input = hoist_input
+        self.settings = {
+            "time_major": time_major,
+            "return_carry": return_carry,
+            "reverse": reverse,
+            "keep_order": keep_order,
+            "unroll": unroll,
+            "fused_backward": fused_backward,
+            "hoist_input": hoist_input,
+        }
 
     def __call__(
         self,
         inputs: jax.Array,
         *,
-        initial_carry: linen.LSTMCarry | None = None,
+        initial_carry: LSTMCarry | None = None,
         seq_lengths: jax.Array | None = None,
-        return_carry: bool | None = None,
-        time_major: bool | None = None,
-        reverse: bool | None = None,
-        keep_order: bool | None = None,
         rngs=None,
+        **overrides,
     ):
         """Runs the module over ``inputs`` ([*batch, T, D], or [T, *batch, D] with
-        ``time_major``); the arguments are :meth:`nprnn.linen.LSTM.__call__`'s, and ``rngs``
-        (as in ``nnx.RNN``, for ``nnx.Bidirectional``) is handed to ``cell.initialize_carry``.
+        ``time_major``), with ``nnx.RNN.__call__``'s arguments.
+
+        Args:
+            inputs: [*batch, T, D] (or [T, *batch, D] with ``time_major``).
+            initial_carry: an :class:`LSTMCarry` [*batch, H]; default ``cell.initialize_carry``.
+            seq_lengths: optional [*batch] lengths of right-padded sequences: the final carry is
+                the state after each example's last valid step, and outputs at padded steps are 0.
+            rngs: handed to ``cell.initialize_carry`` (as in ``nnx.RNN``, for
+                ``nnx.Bidirectional``).
+            **overrides: ``return_carry``, ``time_major``, ``reverse``, ``keep_order``: override
+                the settings for this call (``None``: the setting), as in ``nnx.RNN``.
 
         Returns:
             The outputs [*batch, T, H] (time-major: [T, *batch, H]), or ``(carry, outputs)``.
+
+        Raises:
+            TypeError: for another keyword argument.
         """
-        how, opts = linen.layer_options(
-            self,
-            time_major=time_major,
-            reverse=reverse,
-            keep_order=keep_order,
-            return_carry=return_carry,
-        )
-        return linen.in_rnn_layout(
-            lambda carry, xs: self.cell.run(carry, xs, seq_lengths=seq_lengths, **opts),
-            lambda shape: self.cell.initialize_carry(shape, rngs),
-            inputs,
-            initial_carry=initial_carry,
-            seq_lengths=seq_lengths,
-            how=how,
+        init_carry = functools.partial(self.cell.initialize_carry, rngs=rngs)
+        return _flax.run_in_layout(
+            self.cell, init_carry, inputs, self.settings, initial_carry, seq_lengths, overrides
         )
 
 
@@ -333,4 +335,4 @@ def project_unit_norm(module: nnx.Module) -> None:
     :func:`nprnn.linen.unit_norm_projection` last in the optimizer's chain.
     """
     params = nnx.as_pure(nnx.state(module, nnx.Param))
-    nnx.update(module, linen.project_unit_norm(params))
+    nnx.update(module, _flax.project_unit_norm(params))

@@ -5,14 +5,14 @@ NumPy transcription of the paper) called with the module's own variables: output
 gradients and batch-norm statistics must agree to float64 rounding for every variant. Then the
 protocols (``nn.RNN``, ``nn.Bidirectional``, ``nn.scan``, ``jax.jit``, ``jax.vmap``, ``nnx.RNN``),
 padding, the optimizer step, Var[h_t] at initialization, an orbax round trip, the unit-norm
-projection, the errors, and the examples of docs/flax.md. float64 comes from conftest.py; the
+projection, the errors, the examples of docs/flax.md and examples/train_linen_charlm.py. float64 comes from conftest.py; the
 sizes are tiny and shared, so that few programs are compiled.
 """
 
 from __future__ import annotations
 
-import pathlib
 import re
+import runpy
 
 import flax.linen as nn
 import jax
@@ -21,17 +21,20 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import pytest
+from fake_data import REPO, write_fake_ptb
 from flax import nnx
 
 import nprnn
 import nprnn.linen
 import nprnn.nnx
+from nprnn import _flax
 
 D, H, B, T = 3, 5, 4, 6  # input, hidden, batch, time
 T_MAX = 8  # rows of the batch-norm statistics
 F64 = jnp.float64
 RTOL, ATOL = 1e-10, 1e-12
-DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs" / "flax.md"
+DOCS = REPO / "docs" / "flax.md"
+EXAMPLE = REPO / "examples" / "train_linen_charlm.py"
 
 
 def _close(actual, expected, rtol=RTOL, atol=ATOL):
@@ -193,17 +196,18 @@ def test_linen_derived_constants_are_init_params_own(variant, compensation, gamm
         compensation=compensation,
         **kw,
     )
-    derived = nprnn.linen.gamma_consts(
-        variant, gammas, variance_method="analytic", compensation=compensation, dtype=F64
-    )
+    options = {
+        **kw,
+        "forget_bias": 0.0,
+        "variance_method": "analytic",
+        "compensation": compensation,
+    }
+    assert set(options) == set(_flax.INIT_OPTIONS)
+    derived = _flax.gamma_consts(variant, options, F64)
     assert derived.keys() == consts.keys()
     jax.tree.map(np.testing.assert_array_equal, derived, consts)  # the same bits
-    assert (
-        nprnn.linen.gamma_consts(
-            "normprop", gammas, variance_method="simulated", compensation="paper", dtype=F64
-        )
-        is None
-    )  # stored in "consts" instead
+    simulated = {**options, "variance_method": "simulated", "compensation": "paper"}
+    assert _flax.gamma_consts("normprop", simulated, F64) is None  # stored in "consts" instead
 
 
 def test_batchnorm_inference_selects_rows_by_the_carried_time_index():
@@ -322,6 +326,7 @@ def test_seq_lengths_reverse_and_layouts_like_run_sequence():
             # Layouts: time-major, two batch axes, no batch axis.
             "time major": layer.apply(variables, xs_tm, time_major=True)[1],
             "two batch axes": layer.apply(variables, xs.reshape(2, 2, T, D))[1],
+            "rnn two batch axes": rnn.apply(variables, xs.reshape(2, 2, T, D)),
             "unbatched": layer.apply(variables, xs[0])[1],
         }
 
@@ -339,8 +344,12 @@ def test_seq_lengths_reverse_and_layouts_like_run_sequence():
     # Without padding, every layout gives the same outputs.
     hs = out["layer"][1][0]  # example 0 has no padding
     _close(out["time major"][:, 0], hs)
-    _close(out["two batch axes"][0, 0], hs)
     _close(out["unbatched"], hs)
+    full = jnp.swapaxes(out["time major"], 0, 1).reshape(2, 2, T, H)
+    _close(out["two batch axes"], full)
+    carry, hs = out["rnn two batch axes"]  # the cell flattens the batch axes for lstm_step
+    assert carry.h.shape == (2, 2, H)
+    _close(hs, full)
 
 
 def test_recurrent_dropout_in_training_only():
@@ -525,6 +534,32 @@ def test_errors():
     with pytest.raises(ValueError, match="concrete values"):
         sim = _linen_cell("normprop", variance_method="simulated")
         jax.eval_shape(nprnn.linen.LSTM(sim).init, jax.random.key(0), xs)
+    # Options are checked when the module is built; call overrides are nn.RNN's four.
+    with pytest.raises(ValueError, match=r"dropout_rate must be in \[0, 1\), got 1.5"):
+        nprnn.linen.LSTMCell(H, "normprop", dropout_rate=1.5)
+    with pytest.raises(ValueError, match="bn_momentum"):
+        nprnn.nnx.LSTMCell(D, H, variant="lstm", bn_momentum=1.0, rngs=nnx.Rngs(0))
+    with pytest.raises(TypeError, match="gama_h"):  # nnx passes init options to init_params
+        nprnn.nnx.LSTMCell(D, H, variant="normprop", gama_h=1.0, rngs=nnx.Rngs(0))
+    with pytest.raises(TypeError, match=r"\['unrol'\].*may override"):
+        nprnn.linen.LSTM(_linen_cell("normprop")).apply(own, xs, unrol=2)
+    with pytest.raises(TypeError, match=r"\['revers'\].*may override"):
+        nprnn.nnx.LSTM(_nnx_cell("normprop"))(xs, revers=True)
+
+
+def test_initialize_carry():
+    """Zeros by default; carry_init draws h and c from the carry's key; batchnorm adds t."""
+    linen_cell = _linen_cell("batchnorm", carry_init=nn.initializers.normal(1.0))
+    carry = linen_cell.initialize_carry(jax.random.key(0), (2, 3, D))
+    assert carry.h.shape == carry.c.shape == (2, 3, H) and carry.h.dtype == F64
+    assert not np.allclose(carry.h, carry.c) and carry.t.shape == (2, 3)
+    ncell = _nnx_cell("normprop")
+    zeros = ncell.initialize_carry((B, D))
+    assert zeros.t is None and not np.any(zeros.h) and not np.any(zeros.c)
+    drawn = ncell.initialize_carry((B, D), nnx.Rngs(carry=1), nn.initializers.normal(1.0))
+    assert np.all(drawn.h != 0) and not np.allclose(drawn.h, drawn.c)
+    with pytest.raises(ValueError, match="carry_init needs rngs"):
+        ncell.initialize_carry((B, D), None, nn.initializers.ones)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -533,11 +568,33 @@ def test_errors():
 
 def test_docs_flax_examples_run():
     blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(), flags=re.S)
-    assert len(blocks) >= 3, "docs/flax.md lacks its linen, batchnorm and nnx examples"
-    shapes = []
+    assert len(blocks) == 3, "docs/flax.md: a linen training, a linen batchnorm, an NNX example"
+    namespaces = []
     with jax.enable_x64(False):
         for block in blocks:  # each in a fresh namespace, as tests/test_readme.py runs README's
             namespace: dict = {}
             exec(compile(block, str(DOCS), "exec"), namespace)  # noqa: S102
-            shapes.append(namespace["hs"].shape)
-    assert shapes == [(8, 20, 32)] * len(blocks)
+            namespaces.append(namespace)
+    assert [ns["hs"].shape for ns in namespaces] == [(8, 20, 32)] * 3
+    linen_train, linen_bn, nnx_bn = namespaces
+    # What the examples say they do: unit-norm weights after the update, every row of the
+    # statistics moved by the training step, and the NNX model back in evaluation mode.
+    w_h = linen_train["params"]["cell"]["w_h"]
+    np.testing.assert_allclose(np.linalg.norm(w_h, axis=0), 1.0, rtol=1e-5)
+    for stats in (
+        linen_bn["variables"]["batch_stats"]["cell"]["bn_stats"],
+        jax.tree.map(lambda v: v[...], nnx_bn["model"].cell.bn_stats),
+    ):
+        assert np.all(np.asarray(stats["c"]["var"]) != 1.0)  # init_bn_stats' variances are 1
+    assert nnx_bn["model"].cell.deterministic
+
+
+def test_linen_charlm_example_runs(tmp_path):
+    """examples/train_linen_charlm.py end to end, tiny, on fake PTB files."""
+    data_dir = write_fake_ptb(tmp_path)
+    example = runpy.run_path(str(EXAMPLE), run_name="train_linen_charlm")
+    flags = ["--steps=2", "--hidden=8", "--embed=4", "--batch_size=4", "--seq_len=10"]
+    with jax.enable_x64(False):
+        out = example["main"]([f"--data_dir={data_dir}", "--no-verify", "--eval_batches=1", *flags])
+    assert set(out) == {"valid_bpc_before", "valid_bpc_after", "train_loss"}
+    assert all(np.isfinite(v) for v in out.values()), out
