@@ -111,7 +111,7 @@ def build(model: str, size, data, args) -> callable:
         def loss_fn(p, xs, targets):
             return _cross_entropy(nnx.merge(graphdef, p, rest, copy=True)(xs), targets)
 
-        return models._train_call(loss_fn, params, args.optimizer, (xs, targets))
+        return models.train_call(loss_fn, params, args.optimizer, (xs, targets))
     linen_model = _LinenModel(size[0], args.vocab, args.variant, model)
     variables = linen_model.init(data["key"], xs)
     params = variables["params"]
@@ -119,7 +119,7 @@ def build(model: str, size, data, args) -> callable:
     def linen_loss(p, xs, targets):
         return _cross_entropy(linen_model.apply({**variables, "params": p}, xs), targets)
 
-    return models._train_call(linen_loss, params, args.optimizer, (xs, targets))
+    return models.train_call(linen_loss, params, args.optimizer, (xs, targets))
 
 
 def main(argv=None) -> None:

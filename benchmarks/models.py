@@ -6,7 +6,8 @@ Every model is one LSTM layer with a dense softmax head on its outputs, ``logits
 ``jax.block_until_ready`` (all arrays are jit arguments, not constants). A model is named by
 :func:`parse_model`: an nprnn variant, optionally ``<variant>@<dtype>`` for mixed-precision
 matmuls, :data:`FLAX` or :data:`TORCH`. :func:`forward_flops` counts the matmul work of one
-forward pass.
+forward pass. :func:`train_call` makes the timed train step of any loss (``flax_layers.py`` uses
+it for the Flax modules).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def _cross_entropy(logits, targets):
     return optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
 
 
-def _train_call(loss_fn, params, optimizer: str, args):
+def train_call(loss_fn, params, optimizer: str, args):
     """A zero-argument call of the jitted train step at ``params`` and ``args``.
 
     The step is ``jax.value_and_grad(loss_fn)``, plus an ``optax.adam`` update and its
@@ -119,7 +120,7 @@ def build_nprnn(variant, size, data, optimizer, vocab, matmul_dtype=None):
 
     args = (consts, state, data["xs"], data["targets"])
     return {
-        "train": _train_call(loss_fn, trainable, optimizer, args),
+        "train": train_call(loss_fn, trainable, optimizer, args),
         "infer": lambda: infer(trainable, consts, state, data["xs"], bn_stats),
     }
 
@@ -147,7 +148,7 @@ def build_flax(size, data, optimizer, vocab):
 
     infer = jax.jit(model.apply)
     return {
-        "train": _train_call(loss_fn, params, optimizer, (data["xs"], data["targets"])),
+        "train": train_call(loss_fn, params, optimizer, (data["xs"], data["targets"])),
         "infer": lambda: infer(params, data["xs"]),
     }
 
