@@ -82,15 +82,19 @@ def _runs() -> list:
 
 
 def _evaluate_one() -> str:
-    record = evaluation.evaluate_run(
-        _WORKDIR.value,
-        _SPLIT.value,
-        _PROTOCOL.value,
-        _MAX_BATCHES.value or None,
-        seed=_SEED.value,
-        num_samples=_NUM_SAMPLES.value,
-    )
-    return evaluation.format_record(record)
+    # A train.replicas="processes" run is a directory of seed runs: each is evaluated.
+    records = [
+        evaluation.evaluate_run(
+            workdir,
+            _SPLIT.value,
+            _PROTOCOL.value,
+            _MAX_BATCHES.value or None,
+            seed=_SEED.value,
+            num_samples=_NUM_SAMPLES.value,
+        )
+        for workdir in runs.replica_runs(_WORKDIR.value) or [_WORKDIR.value]
+    ]
+    return "\n".join(evaluation.format_record(record) for record in records)
 
 
 def _table() -> str:

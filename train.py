@@ -6,7 +6,8 @@
 Any config field can be overridden with --config.<group>.<field>=value. Running the same command
 again resumes from the newest checkpoint in --workdir.
 
-May import from nprnn: the package (tune_host_allocator), configs, data (DataError), training.
+May import from nprnn: the package (tune_host_allocator), configs, data (DataError), replicas,
+training.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import nprnn
-from nprnn import configs
+from nprnn import configs, replicas
 from nprnn.data import DataError
 from nprnn.training import QuietOrbax, TrainingDiverged, train_and_evaluate
 
@@ -58,9 +59,13 @@ def main(argv):
         raise app.UsageError(str(err)) from None
     if _DISTRIBUTED.value:
         jax.distributed.initialize()
+    processes = config.train.num_seeds > 1 and config.train.replicas == "processes"
     try:
-        metrics = train_and_evaluate(config, _WORKDIR.value)
-    except (DataError, TrainingDiverged) as err:
+        if processes:
+            metrics = replicas.train_in_processes(config, _WORKDIR.value)
+        else:
+            metrics = train_and_evaluate(config, _WORKDIR.value)
+    except (DataError, TrainingDiverged, replicas.ReplicaFailed) as err:
         logging.error("%s", err)
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2 if isinstance(err, DataError) else 3)

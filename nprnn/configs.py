@@ -126,6 +126,11 @@ def base_config() -> ml_collections.ConfigDict:
     # axis); replica r has seed config.seed + r for its init, data order and dropout, so it is
     # the run of that seed. Metrics hold one value per replica. 1: a plain run.
     c.train.num_seeds = 1
+    # How num_seeds > 1 runs: "vmap" (the replicas in one jitted step, as above; what a GPU
+    # wants) or "processes" (each seed an ordinary run in <workdir>/seed<s>, in its own
+    # single-threaded process pinned to a core, one per core at a time: the fastest way on a
+    # CPU of few cores; nprnn.replicas).
+    c.train.replicas = "vmap"
     return c
 
 
@@ -158,6 +163,7 @@ _CHOICES = {
     "model.gamma_init": ("default", "critical"),
     "opt.decay_every": ("update", "epoch"),
     "opt.schedule": ("exponential", "inverse_time"),
+    "train.replicas": ("vmap", "processes"),
 }
 _POSITIVE_INTS = (
     "data.batch_size",

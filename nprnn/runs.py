@@ -26,6 +26,7 @@ __all__ = [
     "eval_filename",
     "read_config",
     "read_metrics",
+    "replica_runs",
     "resolve_runs",
     "latest_checkpoint_step",
     "median_s_per_epoch",
@@ -79,9 +80,20 @@ def read_metrics(workdir: str | os.PathLike) -> list[dict]:
     return records
 
 
+def replica_runs(workdir: str | os.PathLike) -> list[pathlib.Path]:
+    """The seed runs ``workdir/seed<s>`` of a ``train.replicas="processes"`` run (a directory
+    without config.json of its own), sorted by seed; [] for anything else."""
+    path = pathlib.Path(workdir)
+    if (path / "config.json").exists():
+        return []
+    found = [p for p in path.glob("seed*") if (p / "config.json").exists() and p.name[4:].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[4:]))
+
+
 def resolve_runs(runs: str | Sequence[str] | None = None, runs_glob: str | None = None) -> list:
     """Run directories from a comma-separated list and/or a glob (runs without config.json from
-    the glob are skipped; listed runs must exist).
+    the glob are skipped; listed runs must exist). A directory of seed runs
+    (:func:`replica_runs`) stands for its seeds.
 
     Raises:
       FileNotFoundError: a listed run has no config.json, or nothing was given or matched.
@@ -91,14 +103,14 @@ def resolve_runs(runs: str | Sequence[str] | None = None, runs_glob: str | None 
         runs = [r for r in runs.split(",") if r.strip()]
     for run in runs or ():
         path = pathlib.Path(run.strip())
-        if not (path / "config.json").exists():
+        if not (path / "config.json").exists() and not replica_runs(path):
             raise FileNotFoundError(f"{path / 'config.json'} not found: not a training run")
-        out.append(path)
+        out.extend(replica_runs(path) or [path])
     if runs_glob:
         for match in sorted(globlib.glob(runs_glob)):
-            path = pathlib.Path(match)
-            if (path / "config.json").exists() and path not in out:
-                out.append(path)
+            for path in replica_runs(match) or [pathlib.Path(match)]:
+                if (path / "config.json").exists() and path not in out:
+                    out.append(path)
     if not out:
         raise FileNotFoundError(f"no run directories in runs={runs!r} runs_glob={runs_glob!r}")
     return out

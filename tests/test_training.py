@@ -24,8 +24,9 @@ from fake_data import REPO, TINY_FLAGS, run_train_py, tiny_ptb_config, write_fak
 
 import nprnn
 from nprnn import configs as base
-from nprnn import evaluation, reports, training
+from nprnn import evaluation, reports, runs, training
 from nprnn.data import load_ptb_chars, text
+from nprnn.replicas import ReplicaFailed, train_in_processes
 from nprnn.tasks import build_task
 
 TIMING_KEYS = {"steps_per_s", "s_per_epoch"}
@@ -552,3 +553,33 @@ def test_num_seeds_evaluation_and_table_report_every_replica(replicas):
     assert len(rows) == 1 and rows[0].n == 2
     assert rows[0].ours == pytest.approx(np.mean(record["metrics"]["bpc"]))
     assert "(n=2)" in reports.format_table(1, rows)
+
+
+# train.replicas="processes": each seed an ordinary run in its own single-threaded process.
+
+
+def test_replicas_as_processes_are_the_runs_of_their_seeds(run, data_dir, tmp_path):
+    single, single_dir, _ = run
+    config = tiny_ptb_config(data_dir, num_seeds=2, replicas="processes")
+    with config.unlocked():
+        config.seed = single.seed
+    metrics = train_in_processes(config, tmp_path)
+    seeds = runs.replica_runs(tmp_path)
+    assert [p.name for p in seeds] == [f"seed{single.seed}", f"seed{single.seed + 1}"]
+    for offset, path in enumerate(seeds):
+        stored = runs.read_config(path)
+        assert (stored["seed"], stored["train"]["num_seeds"]) == (single.seed + offset, 1)
+        assert (path / "train.log").exists()
+    alone = [r for r in read_metrics(single_dir) if r["split"] == "valid"][-1]
+    assert metrics["bpc"][0] == pytest.approx(alone["bpc"], rel=1e-4)
+    assert metrics["bpc"][0] != metrics["bpc"][1]  # two different seeds
+    assert runs.resolve_runs([str(tmp_path)]) == seeds
+    rows = [r for r in reports.table_rows(1, seeds, evaluate=False) if r.variant]
+    assert len(rows) == 1 and rows[0].n == 2
+
+
+def test_replicas_as_processes_name_the_log_of_a_failed_seed(tmp_path):
+    config = tiny_ptb_config(tmp_path / "no_data", num_seeds=2, replicas="processes")
+    with pytest.raises(ReplicaFailed, match=r"seed0.*train\.log"):
+        train_in_processes(config, tmp_path / "run", cores=[0])
+    assert "no_data" in (tmp_path / "run" / "seed0" / "train.log").read_text()
