@@ -25,7 +25,9 @@ from nprnn import _validate
 from nprnn._lstm import check_variant
 
 __all__ = [
+    "CALL_OVERRIDES",
     "INIT_OPTIONS",
+    "LAYER_SETTINGS",
     "LSTMCarry",
     "check_carry",
     "check_options",

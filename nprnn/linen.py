@@ -199,7 +199,8 @@ class LSTMCell(nn.RNNCellBase):
         """The layer's ``(params, consts, bn_stats variable or None)``, created at init.
 
         At init the parameters (and simulated constants) come from one
-        :func:`nprnn.init_params` call with the ``"params"`` rng.
+        :func:`nprnn.init_params` call with the ``"params"`` rng; the constants that depend only
+        on the gammas are recomputed here, at every trace (``nprnn._flax.gamma_consts``).
 
         Raises:
             ValueError: when a collection the cell needs is not visible (``nn.RNN`` without
@@ -208,33 +209,7 @@ class LSTMCell(nn.RNNCellBase):
         init_options = {k: getattr(self, k) for k in _flax.INIT_OPTIONS}
         derived = _flax.gamma_consts(self.variant, init_options, self.param_dtype)
         if not self.has_variable("params", "w_x"):
-            if not self.is_mutable_collection("params"):
-                raise ValueError(
-                    f"no LSTM parameters at {'/'.join(self.scope.path) or 'the root'}: the "
-                    "variables do not hold this cell's params (w_x, w_h, b, ...) at its path"
-                )
-            key = self.make_rng("params")
-            if derived is None and isinstance(key, jax.core.Tracer):
-                raise ValueError(
-                    "variance_method='simulated' calibrates the constants on the initial weights, "
-                    "which needs concrete values: initialize outside jax.jit and outside "
-                    "nn.RNN / nn.scan (e.g. LSTM(cell).init(...)), then apply those variables "
-                    "inside them (nn.RNN(cell, **nprnn.linen.rnn_options(cell)))"
-                )
-            params, consts = nprnn.init_params(
-                key,
-                input_size=input_size,
-                hidden_size=self.features,
-                variant=self.variant,
-                dtype=self.param_dtype,
-                **init_options,
-            )
-            for name, value in params.items():
-                self.param(name, lambda _, v=value: v)
-            if derived is None:
-                self._require("consts", "var_c")
-                for name, value in consts.items():
-                    self.variable("consts", name, lambda v=value: v)
+            self._create_variables(input_size, init_options, store_consts=derived is None)
         params = dict(self.variables["params"])
         if derived is None:
             self._require("consts", "var_c")
@@ -251,6 +226,34 @@ class LSTMCell(nn.RNNCellBase):
                 self.param_dtype,
             )
         return params, derived, stats
+
+    @nn.nowrap
+    def _create_variables(self, input_size: int, init_options: dict, store_consts: bool) -> None:
+        """Creates ``params`` (and, with ``store_consts``, ``consts``) from one
+        :func:`nprnn.init_params` call with the ``"params"`` rng."""
+        if not self.is_mutable_collection("params"):
+            raise ValueError(
+                f"no LSTM parameters at {'/'.join(self.scope.path) or 'the root'}: the "
+                "variables do not hold this cell's params (w_x, w_h, b, ...) at its path"
+            )
+        key = self.make_rng("params")
+        if store_consts and isinstance(key, jax.core.Tracer):
+            raise ValueError(
+                "variance_method='simulated' calibrates the constants on the initial weights, "
+                "which needs concrete values: initialize outside jax.jit and outside "
+                "nn.RNN / nn.scan (e.g. LSTM(cell).init(...)), then apply those variables "
+                "inside them (nn.RNN(cell, **nprnn.linen.rnn_options(cell)))"
+            )
+        sizes = {"input_size": input_size, "hidden_size": self.features}
+        params, consts = nprnn.init_params(
+            key, variant=self.variant, dtype=self.param_dtype, **sizes, **init_options
+        )
+        for name, value in params.items():
+            self.param(name, lambda _, v=value: v)
+        if store_consts:
+            self._require("consts", "var_c")
+            for name, value in consts.items():
+                self.variable("consts", name, lambda v=value: v)
 
     def _apply(self, fn: Callable, carry, inputs, **kw):
         """``fn`` (``step_cell`` or ``run_layer`` of ``nprnn._flax``) with this cell's

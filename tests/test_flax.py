@@ -5,8 +5,8 @@ NumPy transcription of the paper) called with the module's own variables: output
 gradients and batch-norm statistics must agree to float64 rounding for every variant. Then the
 protocols (``nn.RNN``, ``nn.Bidirectional``, ``nn.scan``, ``jax.jit``, ``jax.vmap``, ``nnx.RNN``),
 padding, the optimizer step, Var[h_t] at initialization, an orbax round trip, the unit-norm
-projection, the errors, the examples of docs/flax.md and examples/train_linen_charlm.py. float64 comes from conftest.py; the
-sizes are tiny and shared, so that few programs are compiled.
+projection, the errors, the examples of docs/flax.md and examples/train_linen_charlm.py. float64
+comes from conftest.py; the sizes are tiny and shared, so that few programs are compiled.
 """
 
 from __future__ import annotations
