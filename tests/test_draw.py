@@ -281,6 +281,69 @@ def test_read_of_constant_image_is_gamma(x64):
     np.testing.assert_allclose(r, np.broadcast_to(want, r.shape), rtol=1e-6)
 
 
+def _centred_digits() -> np.ndarray:
+    """Two MNIST-like 28 x 28 images, [2, 784]: strokes inside the central 20 x 20 box (the
+    4-pixel border is empty, as in every binarized-MNIST image)."""
+    out = np.zeros((2, 28, 28), np.float32)
+    out[0, 6:22, 12:16] = 1.0  # a "1"
+    out[1, 8:12, 6:22] = out[1, 16:20, 6:22] = 1.0  # a "="
+    return out.reshape(2, 784)
+
+
+@pytest.mark.parametrize("n", [2, 5])
+def test_initial_windows_tile_the_image(n):
+    """At zero input the default attention covers every pixel with overlapping filters (stride
+    max(A, B) / N, sigma = stride / 2); zero biases give point filters on the border for N = 2."""
+    params, _ = draw.init_draw(jax.random.key(0), variant="lstm", read_n=n, write_n=n, **SMALL)
+    zero, _ = draw.init_draw(
+        jax.random.key(0), variant="lstm", read_n=n, write_n=n, attention_init="zero", **SMALL
+    )
+    h = jnp.zeros((1, SMALL["hidden_size"]))
+    size = dict(n=n, height=28, width=28)
+    for name in ("read_attention", "write_attention"):
+        np.testing.assert_array_equal(zero[name]["b"], 0.0)
+        g_x, g_y, sigma2, delta, _ = attention.attention_params(h, params[name], **size)
+        np.testing.assert_allclose([g_x[0], g_y[0]], 14.5, rtol=1e-6)
+        np.testing.assert_allclose(delta, 28 / n, rtol=1e-5)
+        np.testing.assert_allclose(sigma2, (14 / n) ** 2, rtol=1e-5)
+        f_x, _ = attention.filterbank(g_x, g_y, sigma2, delta, **size)
+        coverage = jnp.sum(f_x[0], axis=0)  # weight of every column summed over the N filters
+        assert float(jnp.min(coverage)) > 0.5 / 28, (name, coverage)
+    if n == 2:  # the zero-bias read: sigma = 1 filters on columns 1 and 28, nothing between
+        f_x, _ = attention.filterbank(
+            *attention.attention_params(h, zero["read_attention"], **size)[:4], **size
+        )
+        assert float(jnp.max(jnp.sum(f_x[0], axis=0)[4:24])) < 1e-3
+
+
+def test_first_read_sees_the_image():
+    """At initialization the first glimpse's read (h^dec_0 = 0) tells two centred digits apart;
+    with zero attention biases it reads the empty border and returns the same for both."""
+    images = jnp.asarray(_centred_digits())
+    h = jnp.zeros((2, SMALL["hidden_size"]))
+    reads = {}
+    for init in ("tiled", "zero"):
+        params, _ = draw.init_draw(jax.random.key(0), variant="lstm", attention_init=init, **SMALL)
+        reads[init] = attention.read(
+            images, images - 0.5, h, params["read_attention"], n=2, height=28, width=28
+        )[:, :4]  # the patch of x
+    assert float(jnp.max(jnp.abs(reads["zero"]))) < 1e-3
+    assert float(jnp.min(reads["tiled"])) > 0.02
+    assert float(jnp.max(jnp.abs(reads["tiled"][0] - reads["tiled"][1]))) > 0.02
+
+
+def test_initial_write_intensity_undoes_the_filter_normalization():
+    """A unit entry of the write patch raises the canvas logit at its filter's centre by about 1
+    (1 / gamma^ = 2 pi sigma^2); with zero biases by 1 / (2 pi)."""
+    n = 5
+    params, _ = draw.init_draw(jax.random.key(0), variant="lstm", write_n=n, **SMALL)
+    patch = {"w": jnp.zeros((SMALL["hidden_size"], n * n)), "b": jnp.zeros(n * n).at[12].set(1.0)}
+    h = jnp.zeros((1, SMALL["hidden_size"]))
+    canvas = attention.write(h, patch, params["write_attention"], n=n, height=28, width=28)
+    peak = canvas.reshape(28, 28)[13:15, 13:15]  # the centre filter sits at (14.5, 14.5)
+    assert 0.7 < float(jnp.mean(peak)) < 1.3, peak
+
+
 # -------------------------------------------------------------------------- model
 
 
@@ -471,6 +534,8 @@ def test_errors():
         draw.init_draw(jax.random.key(0), variant="gru", **SMALL)
     with pytest.raises(ValueError, match="read_n must be an integer >= 2"):
         draw.init_draw(jax.random.key(0), variant="lstm", read_n=1, **SMALL)
+    with pytest.raises(ValueError, match="unknown attention_init 'centre'"):
+        draw.init_draw(jax.random.key(0), variant="lstm", attention_init="centre", **SMALL)
     params, consts = draw.init_draw(jax.random.key(0), variant="batchnorm", **SMALL)
     key = jax.random.key(1)
     with pytest.raises(ValueError, match=r"images must be \[B, 784\].*\(2, 28, 28\)"):

@@ -16,6 +16,7 @@ References:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -31,6 +32,7 @@ __all__ = [
     "filterbank",
     "linear",
     "read",
+    "tiling_bias",
     "write",
 ]
 
@@ -46,6 +48,46 @@ FILTERBANK_EPS = 1e-8
 NUM_ATTENTION_PARAMS = 5
 
 Params = dict[str, Any]
+
+
+def tiling_bias(n: int, *, height: int, width: int, write: bool) -> jax.Array:
+    """Bias of an attention layer whose window, at zero input, tiles the whole image.
+
+    With this bias and ``h W = 0`` the N x N grid sits at the image centre with stride
+    ``delta_0 = max(A, B) / N`` (N cells of equal size across the image, a filter at the
+    centre of each) and filter variance ``sigma_0^2 = (delta_0 / 2)^2``, so that neighbouring
+    filters overlap and every pixel of the image is covered. The write intensity is
+    ``1 / gamma^ = 2 pi sigma_0^2``, which undoes the filters' normalization: each row of a
+    filterbank sums to 1, so without it an entry of w adds only ``1 / (2 pi sigma^2)`` to the
+    canvas logit at its filter's centre. The read intensity is 1 (a read is then a weighted
+    average of pixels).
+
+    Why not zero: with a zero bias (``delta~ = sigma^2 = gamma = 1``, the value Gregor et al.'s
+    parameterization gives to a zero pre-activation, and what a zero-initialized bias gives in
+    the authors' released code) the grid spans the image with point-like filters (sigma = 1,
+    stride (max(A, B) - 1) / (N - 1)): for the read N = 2 the four filters sit on the corner
+    pixels, which are 0 in every binarized-MNIST image, so the encoder sees nothing of the
+    image and z carries no information; the write lays 25 isolated dots whose logits change by
+    a sixth of w. The model then fits the mean image (about 208 nats) and the KL term shuts the
+    encoder off before the attention has learned to move; see the ``attention_init`` argument
+    of `nprnn.models.draw_params.init_draw`.
+
+    Args:
+        n: N, side of the patch (>= 2).
+        height: image height (the paper's B).
+        width: image width (the paper's A).
+        write: True for a write attention (intensity ``2 pi sigma_0^2``), False for a read.
+
+    Returns:
+        [5] float32: ``(g~_X, g~_Y, log sigma^2, log delta~, log gamma)``, the order of
+        `attention_params`.
+    """
+    size = max(height, width)
+    stride = size / n
+    sigma2 = (stride / 2) ** 2
+    log_delta_t = math.log(stride * (n - 1) / (size - 1))
+    log_gamma = -math.log(2 * math.pi * sigma2) if write else 0.0
+    return jnp.asarray([0.0, 0.0, math.log(sigma2), log_delta_t, log_gamma], jnp.float32)
 
 
 def linear(layer: Params, x: jax.Array) -> jax.Array:
