@@ -123,12 +123,18 @@ def plot_figure1(
 # Figures 2 and 3.
 
 
+#: Train settings that say how the seeds were run, not what was trained.
+_REPLICA_FIELDS = ("num_seeds", "replicas")
+
+
 def _row_key(config: dict) -> str:
     """What makes runs the same row of a figure: their config, less the seed, the data path and
-    the number of replicas (a run of 3 replicas is a row with 3 separate runs of the seeds)."""
+    how the seeds were run (a run of 3 replicas is a row with 3 separate runs of the seeds, vmapped
+    or in processes)."""
     config = {k: v for k, v in config.items() if k != "seed"}
     config["data"] = {k: v for k, v in config.get("data", {}).items() if k != "dir"}
-    config["train"] = {k: v for k, v in config.get("train", {}).items() if k != "num_seeds"}
+    train = config.get("train", {})
+    config["train"] = {k: v for k, v in train.items() if k not in _REPLICA_FIELDS}
     return json.dumps(config, sort_keys=True, default=str)
 
 
