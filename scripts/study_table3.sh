@@ -5,7 +5,9 @@
 # split (every replica), and config.json, metrics.jsonl and the evaluation file are copied to
 # results/table3/<row>/ (checkpoints stay in runs/). Then the table and the learning curves.
 #   bash scripts/study_table3.sh [RUNS_DIR] [DATA_DIR]
-# CORES="0 1" (the default) runs one row per listed core at a time, niced.
+# CORES="0 1" (the default) runs one row per listed core at a time, niced. STEPS=N trains for
+# N updates instead of the config's 7,800 (a finished shorter run resumes and goes on: the
+# inverse-time schedule does not depend on the length) and writes results/table3_<N>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs/study_table3}
@@ -13,7 +15,8 @@ DATA=${2:-${NPRNN_DATA_DIR:-../shared/data}}
 PY=${PY:-.venv/bin/python}
 CORES=(${CORES:-0 1})  # the cores to pin the jobs to, one job per core
 JOBS=${#CORES[@]}
-OUT=results/table3
+STEPS=${STEPS:-}
+OUT=results/table3${STEPS:+_$STEPS}
 CONFIG=configs/draw_mnist_study.py
 
 declare -A ROWS=(
@@ -29,6 +32,7 @@ one() {  # row core
   local row=$1 core=$2 dir="$RUNS/$1"
   # shellcheck disable=SC2086
   taskset -c "$core" nice -n 10 $PY train.py --config=$CONFIG ${ROWS[$row]} \
+    ${STEPS:+--config.train.num_steps=$STEPS} \
     --workdir="$dir" --data_dir="$DATA" >> "$RUNS/$row.log" 2>&1
   taskset -c "$core" nice -n 10 $PY eval.py --workdir="$dir" --split=test >> "$RUNS/$row.log" 2>&1
   mkdir -p "$OUT/$row"
