@@ -7,7 +7,9 @@ train-draw.py) where the paper is silent:
   * inverse-time decay lr / (1 + 1e-3 k) per update (2e-3 after 4,000 updates, 1.1e-3 at the
     end), global-norm clipping at 10;
   * weight-normalized linear layers (a gamma each, unit-norm columns after every update);
-  * forget-gate bias 1 (the initial states are zeros here; the released code trains them);
+  * forget-gate bias 1. The released code also trains the initial states; this study starts
+    from zeros (its runs predate model.learn_initial_state for DRAW: add
+    --config.model.learn_initial_state=True for the released reading);
   * gammas 0.5 for normprop and weight norm, the other variants at their own defaults;
 and 3 seeds in one process (train.num_seeds = 3), 7,800 updates (10 epochs of 50,000 images),
 validation on the whole validation split every 1,000 updates. Small-config results, not the

@@ -292,6 +292,7 @@ def _draw_task(config) -> Task:
             read_n=m.read_n,
             write_n=m.write_n,
             weight_norm_linear=m.weight_norm_linear,
+            learn_initial_state=m.learn_initial_state,
             **_cell_options(m),
         )
         state = {"bn": draw.init_draw_bn_stats(consts) if variant == "batchnorm" else None}

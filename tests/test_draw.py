@@ -509,6 +509,28 @@ def test_params_layout():
     assert jax.tree.map(lambda a: a, consts)["config"] is config
 
 
+def test_learned_initial_states_start_at_zeros_and_are_trained():
+    """learn_initial_state adds params["initial"] (zeros), so at init the model is the zero-state
+    model; the bound's gradient reaches both cells' h_0 and c_0, moving them changes the bound,
+    and the samples start from the decoder's."""
+    key, images = jax.random.key(0), jnp.asarray(_images(3, seed=4))
+    plain, consts = draw.init_draw(key, variant="normprop", **SMALL)
+    params, _ = draw.init_draw(key, variant="normprop", learn_initial_state=True, **SMALL)
+    zeros = {"h": np.zeros(SMALL["hidden_size"]), "c": np.zeros(SMALL["hidden_size"])}
+    jax.tree.map(
+        np.testing.assert_array_equal, params["initial"], {"encoder": zeros, "decoder": zeros}
+    )
+    bound = jax.jit(jax.value_and_grad(lambda p: draw.draw_loss(p, consts, images, key)[0]))
+    loss, grads = bound(params)
+    assert float(loss) == float(bound(plain)[0])
+    for path, g in jax.tree_util.tree_leaves_with_path(grads["initial"]):
+        assert np.all(np.isfinite(g)) and np.any(g != 0), jax.tree_util.keystr(path)
+    moved = dict(params, initial=jax.tree.map(lambda g: -0.5 * jnp.sign(g), grads["initial"]))
+    assert float(bound(moved)[0]) != pytest.approx(float(loss))
+    sample = jax.jit(draw.draw_sample, static_argnames="num")
+    assert not np.allclose(sample(moved, consts, key, 2), sample(params, consts, key, 2))
+
+
 def test_weight_normalized_linear_layers(x64):
     """Weight-normalized layers: gamma * (x w / ||w||) + b, the same function at init."""
     key, images = jax.random.key(0), jnp.asarray(_images(3), jnp.float64)

@@ -457,11 +457,14 @@ def test_learned_initial_state_starts_at_zeros_and_is_trained():
 def test_learn_initial_state_reaches_the_models(data_dir, fake_images):
     config = char_config("ptb_char", data_dir)
     image = image_config("seqmnist", "normprop")
-    for c in (config, image):
+    drawing = image_config("draw", "normprop")
+    for c in (config, image, drawing):
         with c.unlocked():
             c.model.learn_initial_state = True
     params, _, _ = tasks.build_task(config).init(jax.random.key(0))
     assert params["initial"][0]["h"].shape == (H,)
+    params, _, _ = tasks.build_task(drawing).init(jax.random.key(0))
+    assert params["initial"]["decoder"]["c"].shape == (H,)
     task = tasks.build_task(image)
     params, consts, model_state = task.init(jax.random.key(0))
     assert sorted(params["initial"]) == ["c", "h"]

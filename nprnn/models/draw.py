@@ -135,6 +135,14 @@ def _cell(
     return state, h, None
 
 
+def _initial_state(params: Params, cell: str, batch: int, hidden: int, dtype) -> nprnn.LSTMState:
+    """The state the ``cell`` ("encoder" or "decoder") starts from: the trained
+    ``params["initial"][cell]`` broadcast to the batch (``learn_initial_state``), else zeros."""
+    if "initial" in params:
+        return nprnn.broadcast_state(params["initial"][cell], batch, dtype)
+    return nprnn.init_state(batch, hidden, dtype=dtype)
+
+
 def _decode(
     params: Params,
     consts: Params,
@@ -266,8 +274,8 @@ def draw_forward(
 
     eps = jax.random.normal(key, (config.glimpses, batch, config.latent_size), dtype)
     carry = (
-        nprnn.init_state(batch, hidden, dtype=dtype),
-        nprnn.init_state(batch, hidden, dtype=dtype),
+        _initial_state(params, "encoder", batch, hidden, dtype),
+        _initial_state(params, "decoder", batch, hidden, dtype),
         jnp.zeros((batch, config.num_pixels), dtype),
     )
     _, outs = jax.lax.scan(glimpse, carry, (eps, jnp.arange(config.glimpses)))
@@ -398,7 +406,7 @@ def draw_sample(
 
     z = jax.random.normal(key, (config.glimpses, num, config.latent_size), dtype)
     carry = (
-        nprnn.init_state(num, config.hidden_size, dtype=dtype),
+        _initial_state(params, "decoder", num, config.hidden_size, dtype),
         jnp.zeros((num, config.num_pixels), dtype),
     )
     _, canvases = jax.lax.scan(step, carry, (z, jnp.arange(config.glimpses)))

@@ -145,6 +145,7 @@ def init_draw(
     init_std: float = 0.01,
     weight_norm_linear: bool = False,
     attention_init: str = "tiled",
+    learn_initial_state: bool = False,
     dtype: Any = jnp.float32,
 ) -> tuple[Params, Params]:
     """Initializes a DRAW model.
@@ -179,8 +180,10 @@ def init_draw(
         1e-3 and 1e-2; "tiled" brings every study row off the plateau (lstm 183, KL 5 at
         lr 1e-3; 123-148 nats, KL 13-23, for the five rows at lr 1e-2).
 
-        The initial states h^enc_0, h^dec_0 and the initial canvas c_0 are zeros (not
-        learned); c_0 = 0 means the first error image is x - 0.5.
+        The initial states h^enc_0, c^enc_0, h^dec_0, c^dec_0 are zeros, trained with
+        ``learn_initial_state`` (as the authors' released code, whose LSTM bricks keep them
+        as parameters); the initial canvas c_0 is zeros, not learned, so the first error
+        image is x - 0.5.
 
     Args:
         key: PRNG key.
@@ -205,14 +208,17 @@ def init_draw(
             initialization the same function as the plain layers.
         attention_init: biases of the read and write attention layers: "tiled" (the
             windows tile the image, `nprnn.models.attention.tiling_bias`) or "zero".
+        learn_initial_state: train both cells' initial states (``params["initial"]``,
+            zeros at init).
         dtype: parameter dtype.
 
     Returns:
         ``(params, consts)``. params: ``{"encoder", "decoder"`` (cell params),
         ``"mu", "log_sigma"`` ([H, Z] layers), ``"read_attention", "write_attention"``
         ([H, 5] layers), ``"write"`` ([H, write_n^2] layer)``}``, each layer
-        ``{"w", "b"}``. consts: ``{"encoder", "decoder"`` (frozen cell constants),
-        ``"config"`` (a static `DrawConfig`)``}``.
+        ``{"w", "b"}``; with ``learn_initial_state`` also ``"initial": {"encoder",
+        "decoder"}``, each ``{"h" [H], "c" [H]}``. consts: ``{"encoder", "decoder"``
+        (frozen cell constants), ``"config"`` (a static `DrawConfig`)``}``.
 
     Raises:
         ValueError: for an unknown variant, a non-positive size or init_std, or an unknown
@@ -264,6 +270,9 @@ def init_draw(
         for name, n, is_write in (("read", read_n, False), ("write", write_n, True)):
             bias = tiling_bias(n, write=is_write, **size).astype(dtype)
             params[f"{name}_attention"] = dict(params[f"{name}_attention"], b=bias)
+    if learn_initial_state:
+        zeros = jnp.zeros((hidden_size,), dtype)
+        params["initial"] = {cell: {"h": zeros, "c": zeros} for cell in ("encoder", "decoder")}
     consts = {"encoder": enc_consts, "decoder": dec_consts, "config": config}
     return params, consts
 
