@@ -401,28 +401,60 @@ def format_table(table: int, rows: Sequence[Row]) -> str:
             + ranked
             + "\n"
         )
+        hidden = rankings_past_neighbours(rows)
+        if hidden:
+            text += (
+                "\nPairs the order joins by `≈` alone whose own gap exceeds two standard errors: "
+                + "; ".join(hidden)
+                + ".\n"
+            )
     if notes:
         text += "\nNotes:\n" + "\n".join(notes) + "\n"
     return text
 
 
+def _separated(lo: Row, hi: Row) -> bool:
+    """Whether ``hi`` is above ``lo`` by more than two standard errors of the difference,
+    ``2 sqrt(s1^2 / n1 + s2^2 / n2)``."""
+    se = math.sqrt(lo.ours_std**2 / lo.n + hi.ours_std**2 / hi.n)
+    return hi.ours - lo.ours > 2 * se
+
+
+def _seeded(rows: Sequence[Row]) -> list[Row]:
+    """Our rows with ``n >= 2``, from the lowest (best) number up."""
+    return sorted((r for r in rows if r.n >= 2), key=lambda r: r.ours)
+
+
+def _name(row: Row) -> str:
+    return f"{row.model} [{row.name}]"
+
+
 def ranking(rows: Sequence[Row]) -> str:
     """Our rows with ``n >= 2`` from the lowest (best) number up, each neighbour pair joined by
-    ``<`` when the gap exceeds two standard errors of the difference,
-    ``2 sqrt(s1^2 / n1 + s2^2 / n2)``, and by ``≈`` otherwise; "" with fewer than two such rows.
+    ``<`` when the gap exceeds two standard errors of the difference (`_separated`) and by ``≈``
+    otherwise; "" with fewer than two such rows.
     """
-    seeded = sorted((r for r in rows if r.n >= 2), key=lambda r: r.ours)
+    seeded = _seeded(rows)
     if len(seeded) < 2:
         return ""
-
-    def name(row: Row) -> str:
-        return f"{row.model} [{row.name}]"
-
-    text = name(seeded[0])
+    text = _name(seeded[0])
     for lo, hi in zip(seeded, seeded[1:], strict=False):
-        se = math.sqrt(lo.ours_std**2 / lo.n + hi.ours_std**2 / hi.n)
-        text += (" < " if hi.ours - lo.ours > 2 * se else " ≈ ") + name(hi)
+        text += (" < " if _separated(lo, hi) else " ≈ ") + _name(hi)
     return text
+
+
+def rankings_past_neighbours(rows: Sequence[Row]) -> list[str]:
+    """The pairs of rows that `ranking`'s chain joins by ``≈`` links only but whose own gap
+    exceeds two standard errors (a noisy row between two precise ones hides them), as
+    ``"A < B"``, best first."""
+    seeded = _seeded(rows)
+    links = [_separated(lo, hi) for lo, hi in zip(seeded, seeded[1:], strict=False)]
+    return [
+        f"{_name(seeded[i])} < {_name(seeded[j])}"
+        for i in range(len(seeded))
+        for j in range(i + 2, len(seeded))
+        if not any(links[i:j]) and _separated(seeded[i], seeded[j])
+    ]
 
 
 def assemble_table(

@@ -290,6 +290,19 @@ def test_seeds_of_one_config_are_one_row_with_mean_std_and_n(tmp_path):
     rows = [r for r in reports.table_rows(1, seeds + close, evaluate=False) if r.variant]
     assert reports.ranking(rows) == "Norm Prop [np_row] ≈ Norm Prop [np_close]"
     assert "≈" in reports.format_table(1, rows)
+    assert reports.rankings_past_neighbours(rows) == []
+    # A noisy row between two precise ones: the chain says ≈ twice, but the outer two differ by
+    # 0.30, far above 2 SE = 0.016 (the middle row: 1.55 +- 0.35, n=2).
+    low = _seed_runs(tmp_path, [1.40, 1.41, 1.42], row="np_low", gamma_x=0.5)
+    wide = _seed_runs(tmp_path, [1.3, 1.8], row="np_wide", gamma_x=1.0)
+    high = _seed_runs(tmp_path, [1.70, 1.71, 1.72], row="np_high", gamma_x=3.0)
+    rows = [r for r in reports.table_rows(1, low + wide + high, evaluate=False) if r.variant]
+    chain = "Norm Prop [np_low] ≈ Norm Prop [np_wide] ≈ Norm Prop [np_high]"
+    assert reports.ranking(rows) == chain
+    assert reports.rankings_past_neighbours(rows) == ["Norm Prop [np_low] < Norm Prop [np_high]"]
+    assert "own gap exceeds two standard errors: Norm Prop [np_low] < Norm Prop [np_high]." in (
+        reports.format_table(1, rows)
+    )
     single = reports.table_rows(1, seeds[:1], evaluate=False)
     norm = next(r for r in single if r.variant)
     assert norm.n == 1 and norm.ours_std is None and "| 1.500 |" in reports.format_table(1, single)
