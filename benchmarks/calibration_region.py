@@ -83,11 +83,9 @@ def markdown(results, hidden_sizes, seeds, triples) -> str:
             ok = sum(r["converged"] for r in runs[h])
             lo = min(r["min"] for r in runs[h])
             hi = max(r["max"] for r in runs[h])
-            cells.append(
-                f"{'**' if ok < len(seeds) else ''}{ok}/{len(seeds)}"
-                f"{'**' if ok < len(seeds) else ''}; "
-                f"[{variance_grid.fmt(lo)}, {variance_grid.fmt(hi)}]"
-            )
+            bold = "**" if ok < len(seeds) else ""
+            count = f"{bold}{ok}/{len(seeds)}{bold}"
+            cells.append(f"{count}; [{variance_grid.fmt(lo)}, {variance_grid.fmt(hi)}]")
         lines.append(harness.markdown_row(cells))
     lines.append("")
     for h in hidden_sizes:

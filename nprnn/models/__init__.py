@@ -2,7 +2,8 @@
 its own modules.
 
 May import from nprnn: its own modules (``charlm``, ``draw`` with ``attention`` and
-``draw_params``, ``seqmnist``), which import the package's public functions.
+``draw_params``, ``seqmnist``; ``_states``, the start state they share), which import the
+package's public functions.
 """
 
 from nprnn.models import attention, charlm, draw, draw_params, seqmnist

@@ -1,5 +1,5 @@
 """Character-level language model over any LSTM variant (the paper's PTB and text8 models);
-imports nprnn and nprnn._validate.
+imports nprnn, nprnn._validate and nprnn.models._states.
 
     x_t     = onehot(s_t) @ P                      P: fixed random orthogonal [V, V] (``consts``)
     h^l_t   = LSTM_l(h^l_{t-1}, h^{l-1}_t)          l = 1..L, h^0_t = x_t, any nprnn variant
@@ -16,7 +16,8 @@ Sequences are time-major: ids [T, B]. The loss is in nats per character; bits pe
 nats / ln 2.
 
 May import from nprnn: the package's public functions (``nprnn.run_sequence``,
-``nprnn.lstm_step``, ``nprnn.init_params``, ...) and ``nprnn._validate``.
+``nprnn.lstm_step``, ``nprnn.init_params``, ...), ``nprnn._validate`` and
+``nprnn.models._states`` (the start state).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import jax.numpy as jnp
 
 import nprnn
 from nprnn import _validate
+from nprnn.models._states import start_state
 
 Params = dict[str, Any]
 
@@ -145,9 +147,8 @@ def initial_states(params: Params, consts: Params, batch_size: int, dtype=jnp.fl
     """The L states a sequence starts from: the trained ``params["initial"]`` broadcast to the
     batch (``learn_initial_state``), else zeros."""
     config: CharLMConfig = consts["config"]
-    if "initial" in params:
-        return [nprnn.broadcast_state(p, batch_size, dtype) for p in params["initial"]]
-    return [nprnn.init_state(batch_size, config.hidden_size, dtype)] * config.num_layers
+    initial = params.get("initial", [None] * config.num_layers)
+    return [start_state(p, batch_size, config.hidden_size, dtype) for p in initial]
 
 
 def _dropout(key, rate, x):

@@ -1,5 +1,5 @@
 """DRAW: a recurrent variational auto-encoder with attention, on any nprnn LSTM; imports nprnn,
-nprnn.models.attention and nprnn.models.draw_params.
+nprnn.models.attention, nprnn.models.draw_params and nprnn.models._states.
 
 This module implements DRAW with read and write attention (Gregor et al., 2015) as
 pure JAX functions, for the binarized-MNIST experiment of Table 3 of Laurent et al.
@@ -44,9 +44,10 @@ Example:
     >>> draw.draw_sample(params, consts, jax.random.key(2), 5).shape
     (3, 5, 784)
 
-May import from nprnn: the package's public functions (``nprnn.lstm_step``,
-``nprnn.init_state``), ``nprnn.models.attention`` (read, write and their filterbanks) and
-``nprnn.models.draw_params`` (config, initialization, batch-norm statistics).
+May import from nprnn: the package's public functions (``nprnn.lstm_step``),
+``nprnn.models.attention`` (read, write and their filterbanks),
+``nprnn.models.draw_params`` (config, initialization, batch-norm statistics) and
+``nprnn.models._states`` (the start state of each cell).
 
 References:
     K. Gregor, I. Danihelka, A. Graves, D. J. Rezende, D. Wierstra, "DRAW: A Recurrent
@@ -63,6 +64,7 @@ import jax
 import jax.numpy as jnp
 
 import nprnn
+from nprnn.models._states import start_state
 from nprnn.models.attention import attention_record, linear, read, write
 from nprnn.models.draw_params import (
     DrawConfig,
@@ -133,14 +135,6 @@ def _cell(
         return state, h, moments
     state, h = out
     return state, h, None
-
-
-def _initial_state(params: Params, cell: str, batch: int, hidden: int, dtype) -> nprnn.LSTMState:
-    """The state the ``cell`` ("encoder" or "decoder") starts from: the trained
-    ``params["initial"][cell]`` broadcast to the batch (``learn_initial_state``), else zeros."""
-    if "initial" in params:
-        return nprnn.broadcast_state(params["initial"][cell], batch, dtype)
-    return nprnn.init_state(batch, hidden, dtype=dtype)
 
 
 def _decode(
@@ -273,9 +267,10 @@ def draw_forward(
         return (enc_state, dec_state, canvas), out
 
     eps = jax.random.normal(key, (config.glimpses, batch, config.latent_size), dtype)
+    initial = params.get("initial", {})  # learn_initial_state: trained h_0, c_0 of each cell
     carry = (
-        _initial_state(params, "encoder", batch, hidden, dtype),
-        _initial_state(params, "decoder", batch, hidden, dtype),
+        start_state(initial.get("encoder"), batch, hidden, dtype),
+        start_state(initial.get("decoder"), batch, hidden, dtype),
         jnp.zeros((batch, config.num_pixels), dtype),
     )
     _, outs = jax.lax.scan(glimpse, carry, (eps, jnp.arange(config.glimpses)))
@@ -406,7 +401,7 @@ def draw_sample(
 
     z = jax.random.normal(key, (config.glimpses, num, config.latent_size), dtype)
     carry = (
-        _initial_state(params, "decoder", num, config.hidden_size, dtype),
+        start_state(params.get("initial", {}).get("decoder"), num, config.hidden_size, dtype),
         jnp.zeros((num, config.num_pixels), dtype),
     )
     _, canvases = jax.lax.scan(step, carry, (z, jnp.arange(config.glimpses)))

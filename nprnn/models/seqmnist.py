@@ -1,4 +1,5 @@
-"""Sequential (pixel-by-pixel) MNIST classifier over any LSTM variant; imports nprnn.
+"""Sequential (pixel-by-pixel) MNIST classifier over any LSTM variant; imports nprnn and
+nprnn.models._states.
 
 The 784 pixels of an image, optionally under a fixed permutation, are read one per time step by
 an LSTM; the class is predicted from the last hidden state (Le et al. 2015; Cooijmans et al.
@@ -9,7 +10,7 @@ an LSTM; the class is predicted from the last hidden state (Le et al. 2015; Cooi
     p(y | image) = softmax(h_784 W + b)
 
 May import from nprnn: the package's public functions (``nprnn.run_sequence``,
-``nprnn.init_params``, ...).
+``nprnn.init_params``, ...) and ``nprnn.models._states`` (the start state).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 import nprnn
+from nprnn.models._states import start_state
 
 Params = dict[str, Any]
 
@@ -102,10 +104,7 @@ def seqmnist_loss(
     xs = (jnp.swapaxes(pixels, 0, 1) - PIXEL_MEAN) / PIXEL_STD
     want_moments = training and config.variant == "batchnorm"
     batch = pixels.shape[0]
-    if "initial" in params:
-        state = nprnn.broadcast_state(params["initial"], batch, xs.dtype)
-    else:
-        state = nprnn.init_state(batch, config.hidden_size, xs.dtype)
+    state = start_state(params.get("initial"), batch, config.hidden_size, xs.dtype)
     final, outputs = nprnn.run_sequence(
         params["cell"],
         consts["cell"],
