@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The learning-rate study (issue 19, part 1): every row of ROWS below at each Adam learning rate
+# of LRS, seed 0, trained with configs/ptb_char_study.py (H = 128, 7,800 updates, inverse-time
+# decay 1e-3 per update, clipping at 1). Resumable: run it again and each run continues from its
+# newest checkpoint; a finished run returns at once. config.json and metrics.jsonl of each run
+# are copied to results/lr_sweep/<row>/lr<lr>/seed<k>/ as soon as it ends (checkpoints stay in
+# runs/). A point that results/table1/<row>/seed<k> already holds (the rows of Table 1 at 2e-3:
+# the same config and seed) is not trained again; the sweep's table reads both.
+#   bash scripts/study_lr.sh [RUNS_DIR] [DATA_DIR]
+# CORES="0 1" (the default) runs one training per listed core at a time, niced. LRS="1e-3 2e-3 4e-3"
+# and SEEDS="0" by default; ORDER="lstm layernorm ..." runs those rows only. HIDDEN=N sets the
+# width (and writes results/lr_sweep_h<N>/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-runs/study_lr}
+DATA=${2:-${NPRNN_DATA_DIR:-../shared/data}}
+PY=${PY:-.venv/bin/python}
+LRS=${LRS:-1e-3 2e-3 4e-3}
+SEEDS=${SEEDS:-0}
+CORES=(${CORES:-0 1})  # the cores to pin the jobs to, one job per core
+JOBS=${#CORES[@]}
+HIDDEN=${HIDDEN:-}
+OUT=results/lr_sweep${HIDDEN:+_h$HIDDEN}
+RUNS=$RUNS${HIDDEN:+_h$HIDDEN}
+CONFIG=configs/ptb_char_study.py
+
+# row name -> config overrides (the rows of scripts/study_table1.sh, plus the simulated
+# calibration at the critical gamma_h, which no paper has)
+declare -A ROWS=(
+  [lstm]="--config.model.variant=lstm"
+  [layernorm]="--config.model.variant=layernorm"
+  [batchnorm]="--config.model.variant=batchnorm"
+  [normprop_released]="--config.model.variant=normprop --config.model.compensation=released"
+  [normprop_critical]="--config.model.variant=normprop --config.model.gamma_init=critical"
+  [normprop_critical_simulated]="--config.model.variant=normprop --config.model.gamma_init=critical --config.model.variance_method=simulated"
+)
+ORDER=${ORDER:-"normprop_critical_simulated lstm layernorm batchnorm normprop_critical
+  normprop_released"}
+
+one() {  # row lr seed core
+  local row=$1 lr=$2 seed=$3 core=$4 dir="$RUNS/$1/lr$2/seed$3"
+  mkdir -p "$RUNS/$row"
+  # shellcheck disable=SC2086
+  taskset -c "$core" nice -n 10 $PY train.py --config=$CONFIG ${ROWS[$row]} \
+    --config.opt.learning_rate="$lr" ${HIDDEN:+--config.model.hidden_size=$HIDDEN} \
+    --config.seed="$seed" --workdir="$dir" --data_dir="$DATA" >> "$RUNS/$row/lr$lr.seed$seed.log" 2>&1
+  mkdir -p "$OUT/$row/lr$lr/seed$seed"
+  cp "$dir/config.json" "$dir/metrics.jsonl" "$OUT/$row/lr$lr/seed$seed/"
+}
+
+mkdir -p "$RUNS"
+job=0
+for seed in $SEEDS; do
+  for lr in $LRS; do
+    for row in $ORDER; do
+      if [[ $lr == 2e-3 && -z $HIDDEN && -f results/table1/$row/seed$seed/metrics.jsonl ]]; then
+        continue
+      fi
+      one "$row" "$lr" "$seed" "${CORES[job % JOBS]}" &
+      job=$((job + 1))
+      if (( job % JOBS == 0 )); then wait; fi
+    done
+  done
+done
+wait
