@@ -4,10 +4,12 @@
         --config.model.variant=normprop [--data_dir=../shared/data]
 
 Any config field can be overridden with --config.<group>.<field>=value. Running the same command
-again resumes from the newest checkpoint in --workdir.
+again resumes from the newest checkpoint in --workdir; a config that changes the run (anything but
+nprnn.configs.RESUMABLE_FIELDS, such as train.num_steps) stops with the differing fields named,
+unless --restart moves the old run to <workdir>/archived/<time>/ first.
 
-May import from nprnn: the package (tune_host_allocator), configs, data (DataError), replicas,
-training.
+May import from nprnn: the package (tune_host_allocator), checkpoints (CheckpointMismatch),
+configs, data (DataError), replicas, training.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from ml_collections import config_flags
 
 import nprnn
 from nprnn import configs, replicas
+from nprnn.checkpoints import CheckpointMismatch
 from nprnn.data import DataError
-from nprnn.training import QuietOrbax, TrainingDiverged, train_and_evaluate
+from nprnn.training import QuietOrbax, RunMismatch, TrainingDiverged, train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics.")
@@ -33,6 +36,13 @@ _DISTRIBUTED = flags.DEFINE_bool(
     False,
     "Multi-host: call jax.distributed.initialize() (coordinator and process ids from the "
     "environment, e.g. SLURM or JAX_COORDINATOR_ADDRESS) before training.",
+)
+_RESTART = flags.DEFINE_bool(
+    "restart",
+    False,
+    "Start over in a --workdir that holds a run: move that run (config, metrics, checkpoints) "
+    "to <workdir>/archived/<time>/ first; nothing is deleted. Without it, a --workdir with a run "
+    "resumes it, and refuses a config that changes it.",
 )
 _TUNE_ALLOCATOR = flags.DEFINE_bool(
     "tune_allocator",
@@ -62,13 +72,17 @@ def main(argv):
     processes = config.train.num_seeds > 1 and config.train.replicas == "processes"
     try:
         if processes:
-            metrics = replicas.train_in_processes(config, _WORKDIR.value)
+            metrics = replicas.train_in_processes(config, _WORKDIR.value, restart=_RESTART.value)
         else:
-            metrics = train_and_evaluate(config, _WORKDIR.value)
-    except (DataError, TrainingDiverged, replicas.ReplicaFailed) as err:
+            metrics = train_and_evaluate(config, _WORKDIR.value, restart=_RESTART.value)
+    except (DataError, RunMismatch, CheckpointMismatch) as err:
         logging.error("%s", err)
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(2 if isinstance(err, DataError) else 3)
+        sys.exit(2)
+    except (TrainingDiverged, replicas.ReplicaFailed) as err:
+        logging.error("%s", err)
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(3)
     print(f"done: valid {metrics}")
 
 

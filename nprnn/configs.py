@@ -11,12 +11,16 @@ the checks stay cheap to import.
   :func:`nprnn.tasks.build_task` call it).
 * :func:`with_defaults`: a stored config (an older run's ``config.json``) over
   :func:`base_config`, so that fields added since then take their defaults.
+* :func:`resume_differences`: the fields in which a config differs from the one a run
+  directory was trained with, other than :data:`RESUMABLE_FIELDS` (a resumed run must be the
+  same run).
 * :func:`flags_parser`: absl's flag parsing for a main with a ``--config`` file, ending the
   program with one line when that file is missing or does not load.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -31,9 +35,11 @@ import nprnn
 from nprnn import _validate
 
 __all__ = [
+    "RESUMABLE_FIELDS",
     "TASKS",
     "base_config",
     "flags_parser",
+    "resume_differences",
     "unit_norm_projection",
     "validate",
     "with_defaults",
@@ -132,6 +138,55 @@ def base_config() -> ml_collections.ConfigDict:
     # CPU of few cores; nprnn.replicas).
     c.train.replicas = "vmap"
     return c
+
+
+RESUMABLE_FIELDS = (
+    "train.num_steps",  # extend (or shorten) a run: the schedule depends on the step alone
+    "train.log_every",
+    "train.eval_every",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "train.data_parallel",  # how the same batch is placed on the devices
+    "train.replicas",  # how the seeds are run, not what they train
+    "data.dir",  # where the same files are
+    "data.download",
+    "data.verify",
+)
+"""The fields a run may change when it is resumed: how long it trains, how often it logs,
+evaluates and saves, and where its data lives. Any other difference changes the model, the data or
+the optimizer, so :func:`nprnn.training.train_and_evaluate` refuses it (:func:`resume_differences`).
+"""
+
+
+def _flat(config: Mapping, prefix: str = "") -> dict:
+    """``{"group.field": value}`` of a nested mapping."""
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def resume_differences(stored: Mapping, config: ml_collections.ConfigDict) -> list[str]:
+    """The fields in which ``config`` differs from a run's stored config, other than
+    :data:`RESUMABLE_FIELDS`, one ``"model.hidden_size: 32 in the run, 48 now"`` per field.
+
+    ``stored`` (a run's ``config.json``) is read over :func:`base_config` first
+    (:func:`with_defaults`), so that a field added since the run was written counts as its
+    default; both sides go through JSON, so that a tuple and a list of the same values agree.
+    """
+
+    def normal(c) -> dict:
+        return _flat(json.loads(with_defaults(c).to_json_best_effort()))
+
+    old, new = normal(stored), normal(config)
+    return [
+        f"{field}: {old.get(field)!r} in the run, {new.get(field)!r} now"
+        for field in sorted(old.keys() | new.keys())
+        if field not in RESUMABLE_FIELDS and old.get(field) != new.get(field)
+    ]
 
 
 def unit_norm_projection(c: ml_collections.ConfigDict) -> bool:

@@ -49,7 +49,7 @@ def seed_configs(config) -> list:
     return out
 
 
-def _child(config, workdir: str, core: int | None) -> None:
+def _child(config, workdir: str, core: int | None, restart: bool = False) -> None:
     """A replica process: pinned to ``core``, single-threaded XLA, its log in ``workdir``."""
     if core is not None:
         os.sched_setaffinity(0, {core})
@@ -60,28 +60,37 @@ def _child(config, workdir: str, core: int | None) -> None:
     log = open(pathlib.Path(workdir) / "train.log", "a")  # noqa: SIM115 (lives with the process)
     os.dup2(log.fileno(), sys.stdout.fileno())
     os.dup2(log.fileno(), sys.stderr.fileno())
-    training.train_and_evaluate(config, workdir)
+    training.train_and_evaluate(config, workdir, restart=restart)
 
 
-def train_in_processes(config, workdir: str | os.PathLike, cores=None) -> dict:
+def train_in_processes(
+    config, workdir: str | os.PathLike, cores=None, *, restart: bool = False
+) -> dict:
     """Trains the K seeds of ``config`` as separate processes, one per core at a time.
 
     Args:
         config: a config with ``train.num_seeds = K``.
         workdir: the parent directory; seed s goes to ``workdir/seed<s>`` (its log: ``train.log``).
         cores: the CPU ids to pin to (default: those this process may run on).
+        restart: archive a run already in each seed's directory and start over
+            (:func:`nprnn.training.train_and_evaluate`).
 
     Returns:
         The last validation metrics, each a list over the seeds (as a vmap run reports them).
 
     Raises:
         ValueError: for a bad config.
+        nprnn.training.RunMismatch: a seed's directory holds a run of another configuration
+            (checked for every seed before any process starts).
         ReplicaFailed: if a seed's process fails (its log is named); the others are stopped.
     """
     configs.validate(config)
     cores = sorted(os.sched_getaffinity(0)) if cores is None else list(cores)
     workdir = pathlib.Path(workdir)
     jobs = [(c, workdir / f"seed{c.seed}") for c in seed_configs(config)]
+    if not restart:
+        for seed_config, seed_dir in jobs:
+            training.check_workdir(seed_config, seed_dir)
     logging.info(
         "%d seeds as separate processes, %d at a time (cores %s): %s",
         len(jobs),
@@ -95,7 +104,9 @@ def train_in_processes(config, workdir: str | os.PathLike, cores=None) -> dict:
     while pending or running:
         for core in [c for c in cores if c not in running][: len(pending)]:
             seed_config, seed_dir = pending.pop(0)
-            process = context.Process(target=_child, args=(seed_config, str(seed_dir), core))
+            process = context.Process(
+                target=_child, args=(seed_config, str(seed_dir), core, restart)
+            )
             process.start()
             running[core] = (process, seed_dir)
         multiprocessing.connection.wait([p.sentinel for p, _ in running.values()])

@@ -18,11 +18,14 @@ import json
 import os
 import pathlib
 import statistics
+import time
 from collections.abc import Iterable, Sequence
 
 __all__ = [
+    "ARCHIVE",
     "CHAR_TASKS",
     "PROTOCOLS",
+    "archive_run",
     "eval_filename",
     "read_config",
     "read_metrics",
@@ -38,6 +41,28 @@ CHAR_TASKS = ("ptb_char", "text8")
 #: Char-LM evaluation protocols: independent length-T windows (Table 1), or the whole split as
 #: contiguous streams with carried state (Table 2).
 PROTOCOLS = ("windows", "stream")
+
+
+#: The folder of a run directory where ``train.py --restart`` moves the run it replaces.
+ARCHIVE = "archived"
+
+
+def archive_run(workdir: str | os.PathLike) -> pathlib.Path | None:
+    """Moves everything in a run directory except earlier archives to
+    ``workdir/archived/<YYYYmmdd-HHMMSS>/``, so that a new run can start there and the old one
+    is kept whole. Returns the archive, or None if there was nothing to move."""
+    workdir = pathlib.Path(workdir)
+    entries = [p for p in workdir.iterdir() if p.name != ARCHIVE] if workdir.is_dir() else []
+    if not entries:
+        return None
+    dest = workdir / ARCHIVE / time.strftime("%Y%m%d-%H%M%S")
+    n = 1
+    while dest.exists():  # two restarts within a second
+        dest, n = dest.with_name(f"{dest.name.split('.')[0]}.{n}"), n + 1
+    dest.mkdir(parents=True)
+    for entry in entries:
+        entry.rename(dest / entry.name)
+    return dest
 
 
 def eval_filename(task: str, split: str, protocol: str | None = "windows") -> str:

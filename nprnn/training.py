@@ -1,5 +1,6 @@
 """The training loop: one jitted step, evaluation, metrics, orbax checkpoints, exact resume;
-imports nprnn, nprnn._validate, nprnn._lstm, nprnn.configs and nprnn.tasks.
+imports nprnn, nprnn._validate, nprnn._lstm, nprnn.checkpoints, nprnn.configs, nprnn.runs and
+nprnn.tasks.
 
 ``train_and_evaluate(config, workdir)`` trains the task of ``config`` (see ``configs/``) and
 writes into ``workdir``:
@@ -12,12 +13,17 @@ writes into ``workdir``:
   is the step: every batch is a pure function of ``(seed, step)``.
 
 Running the same command again resumes from the newest readable checkpoint; an unreadable one
-(truncated, corrupt) is reported and the previous one is used. A resumed run ends with exactly
+(truncated, corrupt) is reported, moved aside, and the previous one is used. A run directory holds
+one configuration: a rerun that changes the model, the data or the optimizer stops with the
+differing fields named (:func:`check_workdir`). A resumed run ends with exactly
 the parameters of an uninterrupted one (same seed, same machine). A NaN or Inf loss stops the run
-with a message naming the step, keeping the last good checkpoint.
+with a message naming the step, keeping the last good checkpoint: the check runs on the device at
+every update and is read where a step logs, evaluates or saves (no per-update host sync), so
+nothing diverged is ever logged or saved.
 
 May import from nprnn: the package's public functions (``nprnn.project_unit_norm``),
-``nprnn._validate``, ``nprnn._lstm`` (the column norm), ``nprnn.configs`` and ``nprnn.tasks``.
+``nprnn._validate``, ``nprnn._lstm`` (the column norm), ``nprnn.checkpoints``, ``nprnn.configs``,
+``nprnn.runs`` and ``nprnn.tasks``.
 Reports go to absl logging, never to stdout.
 """
 
@@ -27,7 +33,6 @@ import json
 import math
 import os
 import pathlib
-import shutil
 import time
 from typing import Any
 
@@ -40,13 +45,15 @@ from absl import logging
 from tqdm import tqdm
 
 import nprnn
-from nprnn import _validate, configs
+from nprnn import _validate, checkpoints, configs, runs
 from nprnn._lstm import column_norm
 from nprnn.tasks import build_task
 
 __all__ = [
     "QuietOrbax",
+    "RunMismatch",
     "TrainingDiverged",
+    "check_workdir",
     "evaluate_replicas",
     "initial_states",
     "load_run",
@@ -124,40 +131,61 @@ def _write_jsonl(path: pathlib.Path, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-def _truncate_metrics(path: pathlib.Path, last_step: int) -> None:
-    """Drops metric lines of steps after ``last_step`` (they will be recomputed on resume)."""
+def _keep_metrics(path: pathlib.Path, last_step: int, keep_dropped=None) -> None:
+    """Keeps the metric lines of steps up to ``last_step`` (the resumed run writes the later
+    ones again). With ``keep_dropped`` (a file), the lines dropped are moved there rather than
+    lost: what a run logged after a checkpoint that turned out unreadable is kept for the user."""
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= last_step]
+    lines = path.read_text().splitlines()
+    kept, dropped = [], []
+    for line in lines:
+        try:
+            step = json.loads(line)["step"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            dropped.append(line)  # a line cut short by a killed run
+            continue
+        (kept if step <= last_step else dropped).append(line)
+    if dropped and keep_dropped is not None:
+        keep_dropped.parent.mkdir(parents=True, exist_ok=True)
+        keep_dropped.write_text("".join(line + "\n" for line in dropped))
+        logging.warning(
+            "metrics.jsonl: the %d lines after step %d are kept in %s",
+            len(dropped),
+            last_step,
+            keep_dropped,
+        )
     path.write_text("".join(line + "\n" for line in kept))
 
 
-def _restore_latest(manager: ocp.CheckpointManager, target: dict, quarantine=None):
-    """Restores the newest readable checkpoint; returns (state, step) or (None, None).
+class RunMismatch(ValueError):
+    """A run directory holds a run of another configuration than the one given."""
 
-    With ``quarantine`` (a directory), unreadable checkpoints are moved there, so that the
-    resumed run can save those steps again.
+
+def check_workdir(config, workdir: str | os.PathLike) -> None:
+    """Refuses to resume a run directory with a config that changes the run.
+
+    Only :data:`nprnn.configs.RESUMABLE_FIELDS` may differ from the run's ``config.json``
+    (extending ``train.num_steps``, the logging and checkpoint cadence, the data's location).
+    Reads, never writes.
+
+    Raises:
+        RunMismatch: naming each differing field, the run directory, and the two ways on: a new
+            workdir, or ``--restart`` (:func:`nprnn.runs.archive_run`).
     """
-    for step in sorted(manager.all_steps(), reverse=True):
-        try:
-            restored = manager.restore(step, args=ocp.args.StandardRestore(target))
-        except Exception as err:  # noqa: BLE001 - any unreadable checkpoint falls back
-            logging.warning(
-                "checkpoint at step %d is unreadable (%s: %s) in %s; using an older one",
-                step,
-                type(err).__name__,
-                str(err).splitlines()[0] if str(err) else "",
-                manager.directory,
-            )
-            if quarantine is not None:
-                quarantine.mkdir(parents=True, exist_ok=True)
-                dest = quarantine / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
-                shutil.move(str(pathlib.Path(manager.directory) / str(step)), dest)
-                manager.reload()
-                logging.warning("moved the unreadable checkpoint to %s", dest)
-            continue
-        return restored, step
-    return None, None
+    path = pathlib.Path(workdir) / "config.json"
+    if not path.exists():
+        return
+    differences = configs.resume_differences(json.loads(path.read_text()), config)
+    if differences:
+        raise RunMismatch(
+            f"{workdir} holds a run of another configuration; resuming it with this one would "
+            f"mix two runs. Differing fields:\n  "
+            + "\n  ".join(differences)
+            + f"\nUse a new --workdir, or --restart to move the run in {workdir} to "
+            f"{pathlib.Path(workdir) / runs.ARCHIVE}/<time>/ (nothing is deleted) and start "
+            f"over. Fields that may change on resume: {', '.join(configs.RESUMABLE_FIELDS)}."
+        )
 
 
 def _projections(config) -> dict:
@@ -229,44 +257,62 @@ def _scaled(value, factor: float):
     return [v * factor for v in value] if isinstance(value, list) else value * factor
 
 
-def train_and_evaluate(config, workdir: str | os.PathLike) -> dict:
+def train_and_evaluate(config, workdir: str | os.PathLike, *, restart: bool = False) -> dict:
     """Trains and evaluates the task of ``config``; resumes from ``workdir`` if it has a run.
+
+    A run directory holds one run: resuming it with a config that differs in anything but
+    :data:`nprnn.configs.RESUMABLE_FIELDS` stops before any file is touched
+    (:func:`check_workdir`). Unreadable checkpoints are moved to ``unreadable_checkpoints/`` and
+    the run resumes from the newest readable one; ``metrics.jsonl`` keeps its lines up to that
+    step, and the later ones, if a checkpoint was unreadable, are moved next to it.
 
     Args:
         config: an ml_collections ConfigDict (see ``configs/``).
         workdir: directory of the run.
+        restart: first move a run already in ``workdir`` to ``workdir/archived/<time>/``
+            (:func:`nprnn.runs.archive_run`; nothing is deleted) and start from step 0.
 
     Returns:
         The last validation metrics.
 
     Raises:
         ValueError: for a bad config (every problem listed, before anything is written).
+        RunMismatch: ``workdir`` holds a run of another configuration.
+        nprnn.checkpoints.CheckpointMismatch: a readable checkpoint does not fit the model the
+            code builds (nothing is moved).
         TrainingDiverged: if the loss becomes NaN or Inf.
     """
     configs.validate(config)
     workdir = pathlib.Path(workdir)
+    if restart:
+        archived = runs.archive_run(workdir)
+        if archived:
+            logging.warning("moved the run in %s to %s; starting over", workdir, archived)
+    check_workdir(config, workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
-    metrics_path = workdir / "metrics.jsonl"
-
     task = build_task(config)
     tx, schedule = make_optimizer(config.opt, task.steps_per_epoch)
     projections = _projections(config)
     state = initial_states(config, task, tx)
 
-    manager = ocp.CheckpointManager(
-        (workdir / "checkpoints").absolute(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=config.train.keep_checkpoints),
-    )
-    restored, restored_step = _restore_latest(
-        manager, state, quarantine=workdir / "unreadable_checkpoints"
-    )
+    manager = checkpoints.manager(workdir / "checkpoints", keep=config.train.keep_checkpoints)
+    quarantine = workdir / "unreadable_checkpoints"
+    restored, restored_step, unreadable = checkpoints.restore_latest(manager, state, quarantine)
     if restored is not None:
         state = restored
         logging.info("resumed from step %d (the newest readable checkpoint)", restored_step)
-        _truncate_metrics(metrics_path, restored_step)
-    elif metrics_path.exists():
-        metrics_path.unlink()
+    metrics_path = workdir / "metrics.jsonl"
+    _keep_metrics(
+        metrics_path,
+        restored_step or 0,
+        keep_dropped=(
+            quarantine
+            / f"metrics-after-{restored_step or 0}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+            if unreadable
+            else None
+        ),
+    )
 
     def train_step(state, batch):
         key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
@@ -290,39 +336,40 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict:
     tc = config.train
     seeds = _seeds(config)
     if tc.num_seeds == 1:
-        train_step = jax.jit(train_step, donate_argnums=0)
         shard_batch, state = _data_parallel(config, task, state)
         host_batch = task.train_batch
     else:  # the replicas in one program: jax.vmap over the leading axis of state and batch
-        train_step = jax.jit(jax.vmap(train_step), donate_argnums=0)
+        train_step = jax.vmap(train_step)
         shard_batch = _stack
         logging.info("%d replicas (seeds %s) in one jitted step", tc.num_seeds, seeds)
 
         def host_batch(step):
             return [task.train_batch(step, seed) for seed in seeds]
 
+    def step_and_watch(state, health, batch):
+        state, out = train_step(state, batch)
+        return state, _watch(health, state["step"], out), out
+
+    step_and_watch = jax.jit(step_and_watch, donate_argnums=(0, 1))
     start = int(np.asarray(state["step"]).reshape(-1)[0])
+    health = _healthy(tc.num_seeds)
     metric = task.metric
     last_eval: dict = {}
     t_last, steps_since = time.perf_counter(), 0
     progress = _progress(start, tc.num_steps)
     for step in range(start, tc.num_steps):
         batch = shard_batch(host_batch(step))
-        state, out = train_step(state, batch)
-        loss, grad_norm = _host(out["loss"]), _host(out["grad_norm"])
-        if not (np.all(np.isfinite(loss)) and np.all(np.isfinite(grad_norm))):
-            manager.wait_until_finished()
-            good = manager.latest_step()
-            what = "loss" if not np.all(np.isfinite(loss)) else "gradient norm"
-            raise TrainingDiverged(
-                f"the training {what} is {loss if what == 'loss' else grad_norm} at step "
-                f"{step + 1}; stopping. The last good checkpoint (step {good}) is kept in "
-                f"{workdir / 'checkpoints'}."
-            )
+        state, health, out = step_and_watch(state, health, batch)
         steps_since += 1
         done = step + 1
         progress.update(1)
-        if done % tc.log_every == 0 or done == tc.num_steps:
+        logs = done % tc.log_every == 0 or done == tc.num_steps
+        evaluates = done % tc.eval_every == 0 or done == tc.num_steps
+        saves = done % tc.checkpoint_every == 0 or done == tc.num_steps
+        if logs or evaluates or saves:  # the one read of the device here: nothing bad is kept
+            _stop_if_diverged(health, manager, workdir)
+        if logs:
+            loss, grad_norm = _host(out["loss"]), _host(out["grad_norm"])
             now = time.perf_counter()
             rate = steps_since / max(now - t_last, 1e-9)
             t_last, steps_since = now, 0
@@ -342,7 +389,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict:
             _write_jsonl(metrics_path, record)
             progress.set_postfix(loss=f"{np.mean(loss):.4f}")
             logging.info("step %d: train loss %s (%.2f steps/s)", done, loss, rate)
-        if done % tc.eval_every == 0 or done == tc.num_steps:
+        if evaluates:
             t0 = time.perf_counter()
             last_eval = evaluate_replicas(
                 config, task, state, "valid", max_batches=tc.eval_batches or None
@@ -351,12 +398,53 @@ def train_and_evaluate(config, workdir: str | os.PathLike) -> dict:
             _write_jsonl(metrics_path, record)
             logging.info("step %d: valid %s (%.1fs)", done, last_eval, time.perf_counter() - t0)
             t_last = time.perf_counter()  # evaluation time does not count in the step rate
-        if done % tc.checkpoint_every == 0 or done == tc.num_steps:
+        if saves:
             manager.save(done, args=ocp.args.StandardSave(state))
     progress.close()
     manager.wait_until_finished()
     manager.close()
     return last_eval
+
+
+def _healthy(num_seeds: int) -> dict:
+    """What :func:`_watch` keeps on the device: the first update whose loss or gradient norm was
+    not finite (``step`` 0: none yet) and those two values then (one per replica)."""
+    shape = () if num_seeds == 1 else (num_seeds,)
+    return {
+        "step": jnp.zeros((), jnp.int32),
+        "loss": jnp.zeros(shape, jnp.float32),
+        "grad_norm": jnp.zeros(shape, jnp.float32),
+    }
+
+
+def _watch(health: dict, step, out: dict) -> dict:
+    """``health`` after the update that made the state of ``step``: on the device, so that the
+    loop need not read the loss back at every update (which would stall the dispatch queue)."""
+    bad = ~(jnp.all(jnp.isfinite(out["loss"])) & jnp.all(jnp.isfinite(out["grad_norm"])))
+    first = (health["step"] == 0) & bad
+    step = jnp.max(step).astype(jnp.int32)
+    return {
+        "step": jnp.where(first, step, health["step"]),
+        "loss": jnp.where(first, out["loss"].astype(jnp.float32), health["loss"]),
+        "grad_norm": jnp.where(first, out["grad_norm"].astype(jnp.float32), health["grad_norm"]),
+    }
+
+
+def _stop_if_diverged(health: dict, manager, workdir: pathlib.Path) -> None:
+    """Raises :class:`TrainingDiverged` if an update since the start had a NaN or Inf loss or
+    gradient norm, naming that update; called before anything is logged, evaluated or saved, so
+    that no checkpoint or metric line holds the diverged state."""
+    bad_step = int(health["step"])
+    if bad_step == 0:
+        return
+    loss, grad_norm = _host(health["loss"]), _host(health["grad_norm"])
+    manager.wait_until_finished()
+    good = manager.latest_step()
+    what = "loss" if not np.all(np.isfinite(loss)) else "gradient norm"
+    raise TrainingDiverged(
+        f"the training {what} is {loss if what == 'loss' else grad_norm} at step {bad_step}; "
+        f"stopping. The last good checkpoint (step {good}) is kept in {workdir / 'checkpoints'}."
+    )
 
 
 def _data_parallel(config, task, state):
@@ -443,8 +531,8 @@ def load_run(workdir: str | os.PathLike, config=None):
     task = build_task(config)  # validates the config
     tx, _ = make_optimizer(config.opt, task.steps_per_epoch)
     target = initial_states(config, task, tx)
-    manager = ocp.CheckpointManager((workdir / "checkpoints").absolute())
-    state, step = _restore_latest(manager, target)
+    manager = checkpoints.manager(workdir / "checkpoints")
+    state, step, _ = checkpoints.restore_latest(manager, target)
     manager.close()
     if state is None:
         raise FileNotFoundError(f"no readable checkpoint under {workdir / 'checkpoints'}")
