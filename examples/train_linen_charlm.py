@@ -88,13 +88,15 @@ def main(argv=None) -> dict:
         optax.clip_by_global_norm(1.0), optax.adam(args.lr), nprnn.linen.unit_norm_projection()
     )
     dummy = jnp.zeros((args.batch_size, args.seq_len), jnp.int32)
-    params = model.init(jax.random.key(args.seed), dummy)["params"]
+    variables = model.init(jax.random.key(args.seed), dummy)
+    # Only the params train; the rest ("consts": normprop's var_c, var_h) stays as initialized.
+    params, frozen = variables["params"], {k: v for k, v in variables.items() if k != "params"}
     opt_state = tx.init(params)
 
     @jax.jit
     def train_step(params, opt_state, inputs, targets):
         loss, grads = jax.value_and_grad(
-            lambda p: nll(model.apply({"params": p}, inputs), targets)
+            lambda p: nll(model.apply({**frozen, "params": p}, inputs), targets)
         )(params)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
@@ -102,7 +104,7 @@ def main(argv=None) -> dict:
     @jax.jit
     def eval_sums(params, inputs, targets, mask):
         losses = optax.softmax_cross_entropy_with_integer_labels(
-            model.apply({"params": params}, inputs), targets
+            model.apply({**frozen, "params": params}, inputs), targets
         )
         return jnp.sum(losses * mask), jnp.sum(mask)
 

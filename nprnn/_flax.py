@@ -22,7 +22,7 @@ from flax.linen.recurrent import flip_sequences
 
 import nprnn
 from nprnn import _validate
-from nprnn._lstm import check_variant
+from nprnn._lstm import COMPENSATIONS, check_variant
 
 __all__ = [
     "CALL_OVERRIDES",
@@ -30,8 +30,9 @@ __all__ = [
     "LAYER_SETTINGS",
     "LSTMCarry",
     "check_carry",
+    "check_normprop_options",
     "check_options",
-    "gamma_consts",
+    "const_names",
     "project_unit_norm",
     "run_in_layout",
     "run_layer",
@@ -153,37 +154,24 @@ def zero_carry(variant: str, features: int, input_shape, dtype, carry_init=None,
     return LSTMCarry(h=h, c=c, t=t)
 
 
-def gamma_consts(variant: str, options: dict, dtype) -> dict | None:
-    """The frozen constants that depend only on a layer's options, or ``None`` if they depend on
-    its weights.
+def check_normprop_options(variance_method: str, compensation: str) -> None:
+    """Checks normprop's ``variance_method`` and ``compensation`` before any tracing.
 
-    normprop's analytic ``var_c``, ``var_h`` (eq. 8, 12) and the released form's ``s_h``,
-    ``s_c`` are functions of the initial gammas: computed here by the functions
-    :func:`nprnn.init_params` calls, with its default gammas, they are the same bits as its
-    ``consts``. The simulated constants depend on the initial ``w_h`` (``None`` here: they must be
-    stored). Other variants have no constants (``{}``).
-
-    Args:
-        variant: one of :data:`nprnn.VARIANTS`.
-        options: the :data:`INIT_OPTIONS` given to ``init_params`` (a gamma ``None``: its
-            default, :data:`nprnn.DEFAULT_GAMMAS`).
-        dtype: the parameters' dtype.
+    Raises:
+        ValueError: for an unknown method or form (the message lists the valid ones).
     """
-    if variant != "normprop":
-        return {}
-    if options["variance_method"] != "analytic":
-        return None
-    gx, gh, gc = (
-        default if options[name] is None else options[name]
-        for name, default in zip(
-            ("gamma_x", "gamma_h", "gamma_c"), nprnn.DEFAULT_GAMMAS[variant], strict=True
-        )
-    )
-    if options["compensation"] == "released":
-        values = dict(zip(("s_h", "s_c"), nprnn.released_constants(gh, gc), strict=True))
-    else:
-        values = dict(zip(("var_c", "var_h"), nprnn.normprop_variances(gx, gh, gc), strict=True))
-    return {k: jnp.asarray(v, dtype) for k, v in values.items()}
+    _validate.one_of("variance method", variance_method, nprnn.VARIANCE_METHODS)
+    _validate.one_of("compensation", compensation, tuple(COMPENSATIONS))
+
+
+def const_names(variant: str, compensation: str) -> tuple[str, ...]:
+    """The names of a layer's frozen constants, the keys of :func:`nprnn.init_params`' ``consts``.
+
+    normprop: ``("var_c", "var_h")`` for ``compensation="paper"`` (analytic or simulated),
+    ``("s_h", "s_c")`` for ``"released"``; ``()`` for the other variants. Found from the names
+    alone: no quadrature, no weights.
+    """
+    return COMPENSATIONS[compensation] if variant == "normprop" else ()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -316,14 +304,14 @@ def run_layer(
 
 
 def run_in_layout(
-    cell, init_carry: Callable, inputs, settings, initial_carry, seq_lengths, overrides
+    run: Callable, init_carry: Callable, inputs, settings, initial_carry, seq_lengths, overrides
 ):
-    """A sequence layer's call: ``cell.run`` (one :func:`run_layer`) with ``nn.RNN``'s
+    """A sequence layer's call: the cell's ``run`` (one :func:`run_layer`) with ``nn.RNN``'s
     conventions.
 
     Args:
-        cell: the layer's cell; ``cell.run(carry, xs [T, *batch, D], seq_lengths=..., **opts)``
-            returns ``(carry, hs)``.
+        run: the layer's cell's ``run``; ``run(carry, xs [T, *batch, D], seq_lengths=...,
+            **opts)`` returns ``(carry, hs)``.
         init_carry: ``input_shape -> carry`` (the shape without the time axis), used when
             ``initial_carry`` is None.
         inputs: [*batch, T, D], or [T, *batch, D] with ``time_major``.
@@ -353,7 +341,7 @@ def run_in_layout(
     if how["reverse"]:
         xs = flip_sequences(xs, **flip)
     carry = init_carry(xs.shape[1:]) if initial_carry is None else initial_carry
-    carry, hs = cell.run(carry, xs, seq_lengths=seq_lengths, **opts)
+    carry, hs = run(carry, xs, seq_lengths=seq_lengths, **opts)
     if how["reverse"] and how["keep_order"]:
         hs = flip_sequences(hs, **flip)
     if not how["time_major"]:

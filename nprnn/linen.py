@@ -29,12 +29,14 @@ Variables (collections) of one cell or layer, at the same paths in both (so the 
     ``w_h`` [H, 4H], ``b`` [4H], ``gamma_x``, ``gamma_h`` [4H], ``gamma_c``, ``beta_c`` [H], by
     variant).
 ``consts``
-    normprop with ``variance_method="simulated"`` only: ``var_c``, ``var_h``, which depend on the
-    initial ``w_h``. The other normprop constants depend on nothing but the module's attributes
-    (the initial gammas, the method, the form), so the module computes them when it is traced,
-    with the same functions ``init_params`` calls (:func:`nprnn.normprop_variances`,
-    :func:`nprnn.released_constants`), to the same bits; they are in no collection, so an
-    optimizer cannot reach them and ``nn.RNN(cell)`` works with its default arguments.
+    normprop only: its frozen constants under :func:`nprnn.init_params`' names, ``var_c``,
+    ``var_h`` (``compensation="paper"``, analytic or simulated) or ``s_h``, ``s_c``
+    (``"released"``). They are created at init, by the same ``init_params`` call as the
+    parameters, and read at every apply, never recomputed: variables restored from a checkpoint
+    give the same outputs whatever the module's gamma attributes or the quadrature of
+    :func:`nprnn.normprop_variances` at load time. Not in ``params``, so an optimizer given the
+    parameters never sees them. Variables saved before the constants were kept here (only
+    ``params``) are refused with a ``ValueError`` that says how to add them.
 ``batch_stats``
     batchnorm only: ``bn_stats``, the population statistics of :func:`nprnn.init_bn_stats`, one
     row per time step (``max_steps`` rows). In training (``deterministic=False``, the collection
@@ -43,9 +45,18 @@ Variables (collections) of one cell or layer, at the same paths in both (so the 
     (:class:`LSTMCarry` ``t``).
 
 ``nn.RNN`` broadcasts only ``params`` into its scan by default: pass :func:`rnn_options`
-(``nn.RNN(cell, **nprnn.linen.rnn_options(cell))``) when the cell has ``consts`` or
-``batch_stats``, or uses recurrent dropout; without them such a cell raises a ``ValueError`` that
-says so.
+(``nn.RNN(cell, **nprnn.linen.rnn_options(cell))``) when the cell has ``consts`` (normprop) or
+``batch_stats`` (batchnorm), or uses recurrent dropout; without them such a cell raises a
+``ValueError`` that says so.
+
+``deterministic`` (``False`` is the core's ``training=True``) follows flax's ``nn.merge_param``
+convention, as ``nn.Dropout``'s ``deterministic`` and ``nn.BatchNorm``'s
+``use_running_average``: a cell attribute, or an argument of the call (``cell(carry, x,
+deterministic=...)``, ``LSTM(cell)(xs, deterministic=...)``), exactly one of the two. It is
+required only where it changes something, batchnorm or ``dropout_rate > 0`` (flax's
+``ValueError`` when it is given in neither place); giving it in both places is flax's
+``ValueError`` for every cell. ``nn.RNN`` passes no argument to its cell, so a cell in ``nn.RNN``
+takes it as an attribute.
 
 References:
   C. Laurent, N. Ballas, P. Vincent. Recurrent Normalization Propagation. ICLR 2017 workshop.
@@ -80,13 +91,15 @@ __all__ = [
 def rnn_options(cell) -> dict:
     """The ``nn.RNN`` / ``nn.scan`` arguments under which ``cell`` sees all its variables.
 
-    ``nn.RNN`` broadcasts only ``params`` into its scan by default. These options broadcast the
-    frozen ``consts`` too, draw a new dropout mask at each step, and give batchnorm's
-    ``batch_stats`` to the scan: broadcast (read-only) for a ``deterministic`` cell, carried from
-    step to step for a training cell, which updates its row at each step (apply with
-    ``mutable=["batch_stats"]``). Flax cannot create carried variables inside a scan
-    (google/flax#2052), so initialize a batchnorm model with its cells ``deterministic`` (or with
-    the layer, ``LSTM(cell).init``: the same variables) and train with the same variables.
+    ``nn.RNN`` broadcasts only ``params`` into its scan by default. These options broadcast
+    normprop's frozen ``consts`` too, draw a new dropout mask at each step, and give batchnorm's
+    ``batch_stats`` to the scan: broadcast (read-only) unless the cell's ``deterministic``
+    attribute is ``False``, carried from step to step for such a training cell, which updates its
+    row at each step (apply with ``mutable=["batch_stats"]``). ``nn.RNN`` passes no call
+    arguments to its cell, so the attribute is what decides. Flax cannot create carried
+    variables inside a scan (google/flax#2052), so initialize a batchnorm model with its cells
+    ``deterministic=True`` (or with the layer, ``LSTM(cell).init``: the same variables) and train
+    with the same variables.
 
     Args:
         cell: an :class:`LSTMCell` (or anything with its ``variant`` and ``deterministic``).
@@ -95,7 +108,7 @@ def rnn_options(cell) -> dict:
         ``{"variable_broadcast", "split_rngs"}``, and ``"variable_carry"`` for a batchnorm
         training cell: ``nn.RNN(cell, **rnn_options(cell))``.
     """
-    carried = cell.variant == "batchnorm" and not cell.deterministic
+    carried = cell.variant == "batchnorm" and cell.deterministic is False
     options = {
         "variable_broadcast": ("params", "consts") + (() if carried else ("batch_stats",)),
         "split_rngs": FrozenDict({"params": False, "dropout": True}),
@@ -115,11 +128,12 @@ class LSTMCell(nn.RNNCellBase):
 
     Example:
         >>> import jax, jax.numpy as jnp, flax.linen as nn, nprnn.linen
-        >>> rnn = nn.RNN(nprnn.linen.LSTMCell(features=16, variant="normprop"))
+        >>> cell = nprnn.linen.LSTMCell(features=16, variant="normprop")
+        >>> rnn = nn.RNN(cell, **nprnn.linen.rnn_options(cell))  # nn.RNN sees "consts" too
         >>> xs = jnp.ones((4, 10, 8))  # [B, T, D], nn.RNN's default layout
         >>> variables = rnn.init(jax.random.key(0), xs)
-        >>> rnn.apply(variables, xs).shape
-        (4, 10, 16)
+        >>> sorted(variables), rnn.apply(variables, xs).shape
+        (['consts', 'params'], (4, 10, 16))
 
     Attributes:
         features: H, the number of units.
@@ -127,15 +141,18 @@ class LSTMCell(nn.RNNCellBase):
         gamma_x, gamma_h, gamma_c: initial gammas (``None``: the variant's default,
             :data:`nprnn.DEFAULT_GAMMAS`).
         forget_bias: initial forget-gate bias.
-        variance_method: normprop's constants, ``"analytic"`` or ``"simulated"`` (stored in
-            ``consts``; initialize outside ``jax.jit`` and outside a scan, see the module
-            docstring).
-        compensation: normprop's form, ``"paper"`` or ``"released"``.
+        variance_method: normprop's constants, ``"analytic"`` or ``"simulated"`` (simulated:
+            initialize outside ``jax.jit`` and outside a scan, see the module docstring). Used
+            at init only: the constants are stored in ``consts`` and read from there.
+        compensation: normprop's form, ``"paper"`` or ``"released"`` (which constants the cell
+            reads from ``consts``).
         max_steps: batchnorm: T_max, the rows of the population statistics (required).
         bn_momentum: batchnorm: weight of the old statistics in their moving average.
         dropout_rate: recurrent dropout on the cell candidate in training (rng ``"dropout"``).
         deterministic: ``False`` is the core's ``training=True``: recurrent dropout, and batchnorm
-            normalizes by the batch's moments and updates ``batch_stats`` (when mutable).
+            normalizes by the batch's moments and updates ``batch_stats`` (when mutable). Here or
+            at call time, not both (``nn.merge_param``); required, in one of the two places, for
+            batchnorm and with ``dropout_rate > 0`` (see the module docstring).
         matmul_dtype: mixed-precision products (e.g. ``jnp.bfloat16``), as in the core.
         param_dtype: dtype of the parameters and of the carry.
         carry_init: initializer of ``h`` and ``c`` in :meth:`initialize_carry` (zeros).
@@ -152,13 +169,14 @@ class LSTMCell(nn.RNNCellBase):
     max_steps: int | None = None
     bn_momentum: float = 0.99
     dropout_rate: float = 0.0
-    deterministic: bool = True
+    deterministic: bool | None = None
     matmul_dtype: Any = None
     param_dtype: Any = jnp.float32
     carry_init: nn.initializers.Initializer = nn.initializers.zeros_init()
 
     def __post_init__(self):
         _flax.check_options(self.variant, self.max_steps, self.dropout_rate, self.bn_momentum)
+        _flax.check_normprop_options(self.variance_method, self.compensation)
         super().__post_init__()
 
     @nn.nowrap
@@ -182,38 +200,53 @@ class LSTMCell(nn.RNNCellBase):
     def num_feature_axes(self) -> int:
         return 1
 
-    def __call__(self, carry: LSTMCarry, x: jax.Array) -> tuple[LSTMCarry, jax.Array]:
-        """One time step: ``(carry, h)``, with ``x`` [*batch, D] and ``h`` [*batch, H]."""
-        return self._apply(_flax.step_cell, carry, x, opts=self._step_options())
+    def __call__(
+        self, carry: LSTMCarry, x: jax.Array, deterministic: bool | None = None
+    ) -> tuple[LSTMCarry, jax.Array]:
+        """One time step: ``(carry, h)``, with ``x`` [*batch, D] and ``h`` [*batch, H].
 
-    def run(self, carry: LSTMCarry, xs: jax.Array, *, seq_lengths=None, **opts):
+        ``deterministic``: the attribute's, given at call time instead (``nn.merge_param``).
+        """
+        training = self._training(deterministic)
+        opts = self._step_options()
+        return self._apply(_flax.step_cell, carry, x, training=training, opts=opts)
+
+    def run(
+        self,
+        carry: LSTMCarry,
+        xs: jax.Array,
+        *,
+        seq_lengths=None,
+        deterministic: bool | None = None,
+        **opts,
+    ):
         """A whole time-major sequence (``xs`` [T, *batch, D]) with one
         :func:`nprnn.run_sequence`: ``(carry, hs)``, ``hs`` [T, *batch, H] zero at padded steps
-        (see ``nprnn._flax.run_layer``). ``opts``: ``unroll``, ``fused_backward``,
-        ``hoist_input``."""
+        (see ``nprnn._flax.run_layer``). ``deterministic`` as in :meth:`__call__`; ``opts``:
+        ``unroll``, ``fused_backward``, ``hoist_input``."""
+        training = self._training(deterministic)
         opts = {**self._step_options(), **opts}
-        return self._apply(_flax.run_layer, carry, xs, seq_lengths=seq_lengths, opts=opts)
+        return self._apply(
+            _flax.run_layer, carry, xs, training=training, seq_lengths=seq_lengths, opts=opts
+        )
 
     @nn.compact
     def layer_variables(self, input_size: int):
         """The layer's ``(params, consts, bn_stats variable or None)``, created at init.
 
-        At init the parameters (and simulated constants) come from one
-        :func:`nprnn.init_params` call with the ``"params"`` rng; the constants that depend only
-        on the gammas are recomputed here, at every trace (``nprnn._flax.gamma_consts``).
+        At init the parameters and normprop's constants come from one :func:`nprnn.init_params`
+        call with the ``"params"`` rng; afterwards both are read from the variables (``params``
+        and ``consts``), never recomputed from the attributes.
 
         Raises:
             ValueError: when a collection the cell needs is not visible (``nn.RNN`` without
-                :func:`rnn_options`), or simulated constants are initialized under a trace.
+                :func:`rnn_options`) or lacks its constants (variables saved without
+                ``consts``), or simulated constants are initialized under a trace.
         """
-        init_options = {k: getattr(self, k) for k in _flax.INIT_OPTIONS}
-        derived = _flax.gamma_consts(self.variant, init_options, self.param_dtype)
         if not self.has_variable("params", "w_x"):
-            self._create_variables(input_size, init_options, store_consts=derived is None)
+            self._create_variables(input_size)
         params = dict(self.variables["params"])
-        if derived is None:
-            self._require("consts", "var_c")
-            derived = dict(self.variables["consts"])
+        consts = self._read_consts()
         stats = None
         if self.variant == "batchnorm":
             self._require("batch_stats", "bn_stats")
@@ -225,19 +258,27 @@ class LSTMCell(nn.RNNCellBase):
                 self.max_steps,
                 self.param_dtype,
             )
-        return params, derived, stats
+        return params, consts, stats
 
     @nn.nowrap
-    def _create_variables(self, input_size: int, init_options: dict, store_consts: bool) -> None:
-        """Creates ``params`` (and, with ``store_consts``, ``consts``) from one
-        :func:`nprnn.init_params` call with the ``"params"`` rng."""
+    def _const_names(self) -> tuple[str, ...]:
+        """The names of the constants this cell reads from ``consts`` (``()`` but for normprop)."""
+        return _flax.const_names(self.variant, self.compensation)
+
+    @nn.nowrap
+    def _create_variables(self, input_size: int) -> None:
+        """Creates ``params`` and normprop's ``consts`` from one :func:`nprnn.init_params` call
+        with the ``"params"`` rng."""
         if not self.is_mutable_collection("params"):
             raise ValueError(
                 f"no LSTM parameters at {'/'.join(self.scope.path) or 'the root'}: the "
                 "variables do not hold this cell's params (w_x, w_h, b, ...) at its path"
             )
+        names = self._const_names()
+        if names:
+            self._require("consts", names[0])
         key = self.make_rng("params")
-        if store_consts and isinstance(key, jax.core.Tracer):
+        if self.variance_method == "simulated" and isinstance(key, jax.core.Tracer):
             raise ValueError(
                 "variance_method='simulated' calibrates the constants on the initial weights, "
                 "which needs concrete values: initialize outside jax.jit and outside "
@@ -245,22 +286,48 @@ class LSTMCell(nn.RNNCellBase):
                 "inside them (nn.RNN(cell, **nprnn.linen.rnn_options(cell)))"
             )
         sizes = {"input_size": input_size, "hidden_size": self.features}
+        init_options = {k: getattr(self, k) for k in _flax.INIT_OPTIONS}
         params, consts = nprnn.init_params(
             key, variant=self.variant, dtype=self.param_dtype, **sizes, **init_options
         )
         for name, value in params.items():
             self.param(name, lambda _, v=value: v)
-        if store_consts:
-            self._require("consts", "var_c")
-            for name, value in consts.items():
-                self.variable("consts", name, lambda v=value: v)
+        for name in names:  # init_params' consts: the names of its compensation
+            self.variable("consts", name, lambda v=consts[name]: v)
 
-    def _apply(self, fn: Callable, carry, inputs, **kw):
+    @nn.nowrap
+    def _read_consts(self) -> dict:
+        """normprop's constants from ``consts`` (``{}`` for the other variants)."""
+        names = self._const_names()
+        missing = [name for name in names if not self.has_variable("consts", name)]
+        if missing:
+            raise ValueError(
+                f"this normprop cell (compensation={self.compensation!r}) reads its constants "
+                f"{list(names)} from the 'consts' collection, and the variables at "
+                f"{'/'.join(self.scope.path) or 'the root'} lack {missing}. Inside nn.RNN or "
+                "nn.scan (which broadcast only 'params' by default) use "
+                "nn.RNN(cell, **nprnn.linen.rnn_options(cell)). Variables saved without "
+                "'consts' (before nprnn.linen kept them there): add the constants of the "
+                "module's init, {**variables, 'consts': model.init(key, inputs)['consts']}, "
+                "which are those older versions computed from the attributes"
+            )
+        return {name: self.get_variable("consts", name) for name in names}
+
+    @nn.nowrap
+    def _training(self, deterministic: bool | None) -> bool:
+        """The core's ``training``: ``not deterministic``, from the attribute or the call
+        (``nn.merge_param``: exactly one). Where it changes nothing (no batchnorm, no dropout)
+        it may be given nowhere."""
+        needed = self.variant == "batchnorm" or self.dropout_rate > 0.0
+        if not needed and self.deterministic is None and deterministic is None:
+            return False
+        return not nn.merge_param("deterministic", self.deterministic, deterministic)
+
+    def _apply(self, fn: Callable, carry, inputs, *, training: bool, **kw):
         """``fn`` (``step_cell`` or ``run_layer`` of ``nprnn._flax``) with this cell's
         variables; the new batch statistics, if any, stored."""
         carry = _flax.check_carry(carry, self.variant)
         params, consts, stats = self.layer_variables(inputs.shape[-1])
-        training = not self.deterministic
         carry, out, new_stats = fn(
             params,
             consts,
@@ -345,6 +412,7 @@ class LSTM(nn.Module):
         initial_carry: LSTMCarry | None = None,
         init_key: jax.Array | None = None,
         seq_lengths: jax.Array | None = None,
+        deterministic: bool | None = None,
         **overrides,
     ):
         """Runs the layer over ``inputs``, with ``nn.RNN.__call__``'s arguments.
@@ -355,6 +423,8 @@ class LSTM(nn.Module):
             init_key: key of ``initialize_carry`` (default ``jax.random.key(0)``).
             seq_lengths: optional [*batch] lengths of right-padded sequences: the final carry is
                 the state after each example's last valid step, and outputs at padded steps are 0.
+            deterministic: the cell's ``deterministic``, given at call time instead of as its
+                attribute (``nn.merge_param``: one of the two, not both).
             **overrides: ``return_carry``, ``time_major``, ``reverse``, ``keep_order``: override
                 the attributes for this call (``None``: the attribute), as in ``nn.RNN``.
 
@@ -363,10 +433,13 @@ class LSTM(nn.Module):
 
         Raises:
             TypeError: for another keyword argument.
+            ValueError: ``deterministic`` given both here and as the cell's attribute, or in
+                neither place where it matters (flax's ``nn.merge_param`` errors).
         """
         settings = {k: getattr(self, k) for k in _flax.LAYER_SETTINGS}
         key = jax.random.key(0) if init_key is None else init_key
         init_carry = functools.partial(self.cell.initialize_carry, key)
+        run = functools.partial(self.cell.run, deterministic=deterministic)
         return _flax.run_in_layout(
-            self.cell, init_carry, inputs, settings, initial_carry, seq_lengths, overrides
+            run, init_carry, inputs, settings, initial_carry, seq_lengths, overrides
         )

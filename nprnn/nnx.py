@@ -317,7 +317,7 @@ class LSTM(nnx.Module):
         """
         init_carry = functools.partial(self.cell.initialize_carry, rngs=rngs)
         return _flax.run_in_layout(
-            self.cell, init_carry, inputs, self.settings, initial_carry, seq_lengths, overrides
+            self.cell.run, init_carry, inputs, self.settings, initial_carry, seq_lengths, overrides
         )
 
 

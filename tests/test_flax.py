@@ -11,10 +11,13 @@ comes from conftest.py; the sizes are tiny and shared, so that few programs are 
 
 from __future__ import annotations
 
+import functools
 import re
 import runpy
+import sys
 
 import flax.linen as nn
+import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,7 +30,7 @@ from flax import nnx
 import nprnn
 import nprnn.linen
 import nprnn.nnx
-from nprnn import _flax
+import nprnn.variances
 
 D, H, B, T = 3, 5, 4, 6  # input, hidden, batch, time
 T_MAX = 8  # rows of the batch-norm statistics
@@ -64,12 +67,21 @@ def _nnx_cell(variant, seed=0, **kw):
 
 def _variables(variant, seed=0):
     """Linen variables in the documented layout ({collection: {"cell": ...}}), from the core."""
-    params, _ = nprnn.init_params(
+    params, consts = nprnn.init_params(
         jax.random.key(seed), input_size=D, hidden_size=H, variant=variant, dtype=F64
     )
+    bn_stats = nprnn.init_bn_stats(H, T_MAX, F64) if variant == "batchnorm" else None
+    return _layout(params, consts, bn_stats)
+
+
+def _layout(params, consts, bn_stats):
+    """One cell's linen variables at path "cell": ``params``, ``consts`` (normprop: not empty)
+    and ``batch_stats`` (batchnorm: ``bn_stats`` not None)."""
     variables = {"params": {"cell": params}}
-    if variant == "batchnorm":
-        variables["batch_stats"] = {"cell": {"bn_stats": nprnn.init_bn_stats(H, T_MAX, F64)}}
+    if consts:
+        variables["consts"] = {"cell": consts}
+    if bn_stats is not None:
+        variables["batch_stats"] = {"cell": {"bn_stats": bn_stats}}
     return variables
 
 
@@ -146,9 +158,7 @@ def test_modules_equal_the_core(variant):
     training = variant == "batchnorm"  # batchnorm: the batch's moments and the stats update
     ncell = _nnx_cell(variant, deterministic=not training)
     params, consts, bn_stats = ncell.layer_arrays()
-    variables = {"params": {"cell": params}}
-    if bn_stats is not None:
-        variables["batch_stats"] = {"cell": {"bn_stats": bn_stats}}
+    variables = _layout(params, consts, bn_stats)
     cell = _linen_cell(variant, deterministic=not training)
     linen_modules = {
         "linen LSTM": nprnn.linen.LSTM(cell, return_carry=True),
@@ -176,43 +186,9 @@ def test_modules_equal_the_core(variant):
         _close(result, reference)
 
 
-@pytest.mark.parametrize(
-    "variant, compensation, gammas",
-    [
-        ("normprop", "paper", (None, None, None)),
-        ("normprop", "paper", (0.5, 1.5, 0.7)),
-        ("normprop", "released", (None, 0.8, None)),
-        ("layernorm", "paper", (None, None, None)),
-    ],
-)
-def test_linen_derived_constants_are_init_params_own(variant, compensation, gammas):
-    kw = dict(zip(("gamma_x", "gamma_h", "gamma_c"), gammas, strict=True))
-    _, consts = nprnn.init_params(
-        jax.random.key(0),
-        input_size=D,
-        hidden_size=H,
-        variant=variant,
-        dtype=F64,
-        compensation=compensation,
-        **kw,
-    )
-    options = {
-        **kw,
-        "forget_bias": 0.0,
-        "variance_method": "analytic",
-        "compensation": compensation,
-    }
-    assert set(options) == set(_flax.INIT_OPTIONS)
-    derived = _flax.gamma_consts(variant, options, F64)
-    assert derived.keys() == consts.keys()
-    jax.tree.map(np.testing.assert_array_equal, derived, consts)  # the same bits
-    simulated = {**options, "variance_method": "simulated", "compensation": "paper"}
-    assert _flax.gamma_consts("normprop", simulated, F64) is None  # stored in "consts" instead
-
-
 def test_batchnorm_inference_selects_rows_by_the_carried_time_index():
     xs, _ = _data()
-    cell = _linen_cell("batchnorm")
+    cell = _linen_cell("batchnorm", deterministic=True)
     variables = _variables("batchnorm")
     # Distinct rows, so that a wrong row would show.
     stats = jax.tree.map(
@@ -252,22 +228,21 @@ def test_batchnorm_inference_selects_rows_by_the_carried_time_index():
 @pytest.mark.parametrize("variant", nprnn.VARIANTS)
 def test_cell_in_rnn_bidirectional_scan_jit_and_vmap(variant):
     xs, _ = _data()
-    cell = _linen_cell(variant)
+    cell = _linen_cell(variant, deterministic=True)
     options = nprnn.linen.rnn_options(cell)
     bi_rnn = nn.Bidirectional(nn.RNN(cell, **options), nn.RNN(cell, **options))
     bi_layer = nn.Bidirectional(nprnn.linen.LSTM(cell), nprnn.linen.LSTM(cell))
     scanned = nn.scan(nprnn.linen.LSTMCell, in_axes=1, out_axes=1, **options)(
-        H, variant, max_steps=T_MAX, param_dtype=F64
+        H, variant, max_steps=T_MAX, param_dtype=F64, deterministic=True
     )
     # nn.RNN's init makes the documented layout (traced only, to keep the test fast).
-    params = nprnn.init_params(jax.random.key(0), input_size=D, hidden_size=H, variant=variant)[0]
-    one = {"params": {"cell": jax.tree.map(lambda a: a.astype(F64), params)}}
-    if variant == "batchnorm":
-        one["batch_stats"] = {"cell": {"bn_stats": nprnn.init_bn_stats(H, T_MAX, F64)}}
+    one = _variables(variant)
     shapes = jax.eval_shape(bi_rnn.init, jax.random.key(0), xs)
-    assert jax.tree.map(jnp.shape, shapes["params"]["forward_rnn"]) == jax.tree.map(
-        jnp.shape, one["params"]
-    )
+    assert set(shapes) == set(one)
+    for collection, tree in shapes.items():
+        assert jax.tree.map(jnp.shape, tree["forward_rnn"]) == jax.tree.map(
+            jnp.shape, one[collection]
+        )
     variables = {k: {"forward_rnn": v, "backward_rnn": v} for k, v in one.items()}
     carry0 = cell.initialize_carry(jax.random.key(0), (B, D))
 
@@ -295,10 +270,10 @@ def test_seq_lengths_reverse_and_layouts_like_run_sequence():
     valid = (jnp.arange(T)[None, :] < lengths[:, None])[..., None]
     ncell = _nnx_cell("normprop")
     params, consts, _ = ncell.layer_arrays()
-    variables = {"params": {"cell": params}}
+    variables = _layout(params, consts, None)
     cell = _linen_cell("normprop")
     layer = nprnn.linen.LSTM(cell, return_carry=True)
-    rnn = nn.RNN(cell, return_carry=True)
+    rnn = nn.RNN(cell, return_carry=True, **nprnn.linen.rnn_options(cell))
     reverse = dict(seq_lengths=lengths, reverse=True, keep_order=True)
     nnx_parts = {
         "nnx LSTM": nnx.split(nprnn.nnx.LSTM(ncell, return_carry=True)),
@@ -381,6 +356,70 @@ def test_recurrent_dropout_in_training_only():
         assert not np.allclose(a, b) and not np.allclose(a, out["eval"])
     assert not np.allclose(out["layer"], out["eval"])
     _close(out["nnx eval"], nprnn.nnx.LSTM(_nnx_cell("normprop"))(xs))
+
+
+def test_deterministic_at_call_time_or_as_attribute():
+    """``deterministic`` as the cell's attribute or as an argument of the call (flax's
+    nn.merge_param, like nn.Dropout's): the same program, so the same outputs and statistics; in
+    both places, or (where it matters) in neither, flax's ValueError."""
+    xs, _ = _data()
+    x = xs[:, 0]
+    bn_vars, np_vars = _variables("batchnorm"), _variables("normprop")
+    bn, drop = _linen_cell("batchnorm"), _linen_cell("normprop", dropout_rate=0.5)
+    plain = _linen_cell("normprop")  # no dropout, not batchnorm: the flag changes nothing
+    carry0 = bn.initialize_carry(jax.random.key(0), (B, D))
+    rngs = {"dropout": jax.random.key(1)}
+    mutable = {"mutable": ["batch_stats"]}
+
+    def own(variables):
+        return {k: v["cell"] for k, v in variables.items()}
+
+    def program(fn, *args, **kw):  # traced, not compiled: the jaxpr's text
+        return str(jax.make_jaxpr(functools.partial(fn, **kw))(*args))
+
+    layers, steps = {}, {}
+    for det in (False, True):
+        attr, call = bn.clone(deterministic=det), {"deterministic": det}
+        layers[det] = [
+            program(nprnn.linen.LSTM(attr).apply, bn_vars, xs, **mutable),
+            program(nprnn.linen.LSTM(bn).apply, bn_vars, xs, **call, **mutable),
+        ]
+        steps[det] = jax.jit(
+            lambda v, det=det, attr=attr: (
+                attr.apply(v, carry0, x, **mutable),
+                bn.apply(v, carry0, x, deterministic=det, **mutable),
+            )
+        )(own(bn_vars))
+        assert layers[det][0] == layers[det][1]
+        jax.tree.map(np.testing.assert_array_equal, *steps[det])
+    assert layers[False][0] != layers[True][0]  # the flag reaches the program
+    (_, h), new = steps[False][0]  # training: the batch's moments, row 0 of the statistics moved
+    assert np.all(new["batch_stats"]["bn_stats"]["c"]["var"][0] != 1.0) and np.all(np.isfinite(h))
+    dropout = [
+        program(nprnn.linen.LSTM(drop.clone(deterministic=False)).apply, np_vars, xs, rngs=rngs),
+        program(nprnn.linen.LSTM(drop).apply, np_vars, xs, deterministic=False, rngs=rngs),
+        program(nprnn.linen.LSTM(drop).apply, np_vars, xs, deterministic=True, rngs=rngs),
+    ]
+    assert dropout[0] == dropout[1] != dropout[2]
+    # Where it changes nothing it may also be given nowhere: the same program.
+    nowhere = program(nprnn.linen.LSTM(plain).apply, np_vars, xs)
+    assert nowhere == program(nprnn.linen.LSTM(plain).apply, np_vars, xs, deterministic=False)
+
+    twice = r'Parameter "deterministic" was passed to the constructor and at call time'
+    for cell, variables in ((bn, bn_vars), (drop, np_vars), (plain, np_vars)):
+        layer = nprnn.linen.LSTM(cell.clone(deterministic=True))
+        with pytest.raises(ValueError, match=twice):
+            jax.eval_shape(functools.partial(layer.apply, deterministic=False), variables, xs)
+        with pytest.raises(ValueError, match=twice):
+            jax.eval_shape(
+                functools.partial(layer.cell.apply, deterministic=True), own(variables), carry0, x
+            )
+    nowhere = r'Parameter "deterministic" must be passed to the constructor or at call time'
+    for cell, variables in ((bn, bn_vars), (drop, np_vars)):
+        with pytest.raises(ValueError, match=nowhere):
+            jax.eval_shape(nprnn.linen.LSTM(cell).apply, variables, xs)
+        with pytest.raises(ValueError, match=nowhere):
+            jax.eval_shape(cell.apply, own(variables), carry0, x)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -472,7 +511,8 @@ def test_unit_norm_projection_of_trees():
 def test_unit_variance_at_init_inside_rnn():
     hidden, inputs, batch, steps = 128, 64, 64, 150
     xs = jax.random.normal(jax.random.key(5), (batch, steps, inputs), jnp.float32)
-    rnn = nn.RNN(nprnn.linen.LSTMCell(features=hidden, variant="normprop"))
+    cell = nprnn.linen.LSTMCell(features=hidden, variant="normprop")
+    rnn = nn.RNN(cell, **nprnn.linen.rnn_options(cell))
     hs_linen, _ = jax.jit(rnn.init_with_output)(jax.random.key(6), xs)
     cell = nprnn.nnx.LSTMCell(inputs, hidden, variant="normprop", rngs=nnx.Rngs(6))
     hs_nnx = nnx.jit(lambda m, x: m(x))(nnx.RNN(cell), xs)
@@ -488,7 +528,7 @@ def test_unit_variance_at_init_inside_rnn():
 
 def test_orbax_round_trip(tmp_path):
     xs, _ = _data()
-    layer = nprnn.linen.LSTM(_linen_cell("batchnorm"))
+    layer = nprnn.linen.LSTM(_linen_cell("batchnorm", deterministic=True))
     variables = layer.init(jax.random.key(0), xs)
     model = nprnn.nnx.LSTM(_nnx_cell("normprop", seed=4))
     state = nnx.state(model)
@@ -504,6 +544,116 @@ def test_orbax_round_trip(tmp_path):
     nnx.update(fresh, restored_state)
     jax.tree.map(np.testing.assert_array_equal, nnx.state(fresh), state)
     np.testing.assert_array_equal(fresh(xs), model(xs))
+
+
+# The three kinds of normprop constants, and the names init_params gives them.
+NORMPROP_FORMS = {
+    "analytic": ({"variance_method": "analytic", "compensation": "paper"}, ("var_c", "var_h")),
+    "simulated": ({"variance_method": "simulated", "compensation": "paper"}, ("var_c", "var_h")),
+    "released": ({"variance_method": "analytic", "compensation": "released"}, ("s_h", "s_c")),
+}
+GAMMAS = {"gamma_x": 0.5, "gamma_h": 1.5, "gamma_c": 0.7}  # not the defaults
+
+
+def _normprop_layers(**gammas):
+    """``{form: (layer, variables)}``: a linen LSTM of each normprop form and the variables of its
+    cell, initialized outside jit (simulated constants need concrete weights) and without
+    running a sequence (``layer_variables``), to keep the test cheap."""
+    out = {}
+    for form, (options, _) in NORMPROP_FORMS.items():
+        layer = nprnn.linen.LSTM(_linen_cell("normprop", **options, **gammas))
+        variables = layer.init(jax.random.key(0), D, method=lambda m, d: m.cell.layer_variables(d))
+        out[form] = layer, variables
+    return out
+
+
+def test_linen_normprop_constants_are_stored_at_init_and_read_at_apply():
+    xs, _ = _data()
+    layers = _normprop_layers(**GAMMAS)
+    for form, (_, variables) in layers.items():
+        options, names = NORMPROP_FORMS[form]
+        assert set(variables) == {"params", "consts"}, form
+        assert tuple(variables["consts"]["cell"]) == names, form
+        assert not set(names) & set(variables["params"]["cell"])  # no optimizer sees them
+        if options["variance_method"] == "analytic":  # init_params' own, to the bit
+            consts = nprnn.init_params(
+                jax.random.key(9),
+                input_size=D,
+                hidden_size=H,
+                variant="normprop",
+                dtype=F64,
+                **options,
+                **GAMMAS,
+            )[1]
+            jax.tree.map(np.testing.assert_array_equal, variables["consts"]["cell"], consts)
+    simulated, analytic = (layers[form][1]["consts"]["cell"] for form in ("simulated", "analytic"))
+    assert all(simulated[k] != analytic[k] for k in ("var_c", "var_h"))  # calibrated, not eq. 8
+
+    # Constants other than the attributes' are what the layer and the cell in nn.RNN compute with.
+    altered = {
+        form: {**variables, "consts": jax.tree.map(lambda a: 1.3 * a, variables["consts"])}
+        for form, (_, variables) in layers.items()
+    }
+
+    @jax.jit
+    def everything(altered):
+        out = {}
+        for form, (layer, variables) in layers.items():
+            rnn = nn.RNN(layer.cell, **nprnn.linen.rnn_options(layer.cell))
+            new = altered[form]
+            state0, xs_tm = nprnn.init_state(B, H, F64), jnp.swapaxes(xs, 0, 1)
+            core = nprnn.run_sequence(
+                new["params"]["cell"], new["consts"]["cell"], state0, xs_tm, variant="normprop"
+            )[1]
+            out[form] = {
+                "stored": layer.apply(variables, xs),
+                "layer": layer.apply(new, xs),
+                "rnn": rnn.apply(new, xs),
+                "core": jnp.swapaxes(core, 0, 1),
+            }
+        return out
+
+    for form, out in everything(altered).items():
+        assert not np.allclose(out["layer"], out["stored"]), form
+        _close(out["layer"], out["core"])
+        _close(out["rnn"], out["core"])
+
+
+def test_linen_restored_variables_need_no_quadrature(monkeypatch):
+    """Variables restored from bytes give the same outputs with the quadrature and the simulation
+    of the constants switched off, applied by modules whose gamma attributes differ."""
+    xs, _ = _data()
+    layers = _normprop_layers(**GAMMAS)
+    expected = jax.jit(lambda vs: {f: layers[f][0].apply(v, xs) for f, v in vs.items()})(
+        {form: variables for form, (_, variables) in layers.items()}
+    )
+    restored = {
+        form: flax.serialization.msgpack_restore(flax.serialization.to_bytes(variables))
+        for form, (_, variables) in layers.items()
+    }
+
+    def no_quadrature(*args, **kwargs):
+        raise RuntimeError("the constants were recomputed")
+
+    computes = {  # every function that computes constants, wherever nprnn's modules hold it
+        getattr(nprnn.variances, name)
+        for name in ("normprop_variances", "released_constants", "tanh_std", "_simulated")
+    }
+    for module_name, module in list(sys.modules.items()):
+        if module_name == "nprnn" or module_name.startswith("nprnn."):
+            for name, value in list(vars(module).items()):
+                if any(value is f for f in computes):
+                    monkeypatch.setattr(module, name, no_quadrature)
+    with pytest.raises(RuntimeError, match="recomputed"):  # the switch reaches init
+        _normprop_layers()
+
+    loaded = {  # the default gammas: the attributes do not matter at apply either
+        form: nprnn.linen.LSTM(_linen_cell("normprop", **options))
+        for form, (options, _) in NORMPROP_FORMS.items()
+    }
+    got = jax.jit(lambda vs: {f: loaded[f].apply(v, xs) for f, v in vs.items()})(restored)
+    for form in NORMPROP_FORMS:
+        np.testing.assert_array_equal(got[form], expected[form])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -524,7 +674,7 @@ def test_errors():
         nprnn.linen.LSTMCell(H, "gru")
     with pytest.raises(ValueError, match="no LSTM parameters at the root"):
         _linen_cell("normprop").apply({"params": {}}, nprnn.linen.LSTMCarry(h, h), x)
-    bn, bn_vars = _linen_cell("batchnorm"), _variables("batchnorm")
+    bn, bn_vars = _linen_cell("batchnorm", deterministic=True), _variables("batchnorm")
     with pytest.raises(ValueError, match="rnn_options"):
         jax.eval_shape(nn.RNN(bn).init, jax.random.key(0), xs)
     with pytest.raises(ValueError, match=r"mutable=\['batch_stats'\]"):
@@ -534,6 +684,20 @@ def test_errors():
     with pytest.raises(ValueError, match="concrete values"):
         sim = _linen_cell("normprop", variance_method="simulated")
         jax.eval_shape(nprnn.linen.LSTM(sim).init, jax.random.key(0), xs)
+    # normprop's constants are variables: nn.RNN must see them, and variables must have them.
+    normprop, np_vars = _linen_cell("normprop"), _variables("normprop")
+    with pytest.raises(ValueError, match="'consts'.*rnn_options"):
+        jax.eval_shape(nn.RNN(normprop).init, jax.random.key(0), xs)
+    with pytest.raises(ValueError, match=r"lack \['var_c', 'var_h'\].*rnn_options"):
+        jax.eval_shape(nn.RNN(normprop).apply, np_vars, xs)
+    old = {"params": np_vars["params"]}  # variables saved before the constants were kept
+    with pytest.raises(ValueError, match=r"lack \['var_c', 'var_h'\].*model.init\(key, inputs\)"):
+        jax.eval_shape(nprnn.linen.LSTM(normprop).apply, old, xs)
+    released = _linen_cell("normprop", compensation="released")
+    with pytest.raises(ValueError, match=r"compensation='released'.*lack \['s_h', 's_c'\]"):
+        jax.eval_shape(nprnn.linen.LSTM(released).apply, np_vars, xs)  # the paper form's
+    with pytest.raises(ValueError, match=r"unknown compensation 'relased'; expected one of"):
+        nprnn.linen.LSTMCell(H, "normprop", compensation="relased")
     # Options are checked when the module is built; call overrides are nn.RNN's four.
     with pytest.raises(ValueError, match=r"dropout_rate must be in \[0, 1\), got 1.5"):
         nprnn.linen.LSTMCell(H, "normprop", dropout_rate=1.5)
