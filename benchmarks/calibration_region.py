@@ -36,8 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=400, help="T of the check")
     parser.add_argument("--burn_in", type=int, default=50, help="statistics over t >= burn_in")
     parser.add_argument("--input_seed", type=int, default=1, help="seed of the inputs x_t")
-    parser.add_argument("--out", default="/tmp/calibration_region.md", help="Markdown output")
-    parser.add_argument("--json_out", default="", help="optional JSON output of all numbers")
+    harness.add_output_flags(parser, "/tmp/calibration_region.md")
     return parser.parse_args(argv)
 
 

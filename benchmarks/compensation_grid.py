@@ -37,8 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch_size", type=int, default=32, help="B")
     parser.add_argument("--steps", type=int, default=100, help="T of the growth measurement")
     parser.add_argument("--vocab", type=int, default=50, help="V of the 1/sqrt(V) input scale")
-    parser.add_argument("--out", default="/tmp/compensation_grid.md", help="Markdown output")
-    parser.add_argument("--json_out", default="", help="optional JSON output of all numbers")
+    harness.add_output_flags(parser, "/tmp/compensation_grid.md")
     return parser.parse_args(argv)
 
 

@@ -57,7 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--optimizer", choices=("none", "adam"), default="none", help="update in the train step"
     )
     parser.add_argument("--vocab", type=int, default=50, help="V, the softmax size")
-    parser.add_argument("--json_out", default="", help="write all results to this JSON file")
+    harness.add_output_flags(parser)
     return parser.parse_args(argv)
 
 

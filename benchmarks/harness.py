@@ -1,8 +1,8 @@
 """What the benchmark scripts share; imports jax(lib), numpy, flax, optax, torch lazily, not nprnn.
 
 * flags: :func:`flag_parser` (the parser every script starts from), :func:`add_size_flags`
-  (``--sizes`` and ``--repeats``), and the flag values :func:`parse_bool`, :func:`parse_sizes`,
-  :func:`check_float_dtype`;
+  (``--sizes`` and ``--repeats``), :func:`add_output_flags` (``--out`` and ``--json_out``), and
+  the flag values :func:`parse_bool`, :func:`parse_sizes`, :func:`check_float_dtype`;
 * timing: :func:`time_round_robin`, :func:`measure_matmul_gflops`, :func:`quartiles_ms`;
 * reporting: :func:`environment` (date, machine, library versions), :func:`torch_available`,
   Markdown rows (:func:`markdown_row`, :func:`markdown_rule`, :func:`format_ms`) and
@@ -53,6 +53,21 @@ def add_size_flags(parser, default: str) -> None:
     parser.add_argument(
         "--repeats", type=int, default=10, help="timed calls of each model and mode (>= 1)"
     )
+
+
+def add_output_flags(parser, markdown: str | None = None) -> None:
+    """Adds ``--json_out`` (no JSON file unless given) and, given ``markdown``, ``--out``.
+
+    Args:
+      parser: the script's parser, from :func:`flag_parser`.
+      markdown: the default of ``--out``, the file that receives a copy of the Markdown the
+        script prints; ``None`` for a script that only prints it (no ``--out`` flag).
+    """
+    if markdown is not None:
+        parser.add_argument(
+            "--out", default=markdown, help="also write the printed Markdown to this file"
+        )
+    parser.add_argument("--json_out", default="", help="also write all numbers to this JSON file")
 
 
 def parse_bool(text: str) -> bool:

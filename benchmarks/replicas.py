@@ -38,7 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seeds", default="1,2,4,8", help="comma-separated K")
     parser.add_argument("--variant", default="normprop", help="the nprnn variant")
     parser.add_argument("--vocab", type=int, default=50, help="V, the softmax size")
-    parser.add_argument("--json_out", default="", help="optional JSON output of all numbers")
+    harness.add_output_flags(parser)
     return parser.parse_args(argv)
 
 

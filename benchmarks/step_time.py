@@ -102,7 +102,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "instead of page-faulted afresh at every call; applies to torch too",
     )
     parser.add_argument("--matmul_size", type=int, default=4096, help="N of the N x N peak dot")
-    parser.add_argument("--json_out", default="", help="write all results to this JSON file")
+    harness.add_output_flags(parser)
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 

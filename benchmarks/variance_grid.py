@@ -56,8 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of init_params")
     parser.add_argument("--input_seed", type=int, default=1, help="seed of the inputs x_t")
-    parser.add_argument("--out", default="/tmp/variance_grid.md", help="Markdown table output")
-    parser.add_argument("--json_out", default="", help="optional JSON output of all numbers")
+    harness.add_output_flags(parser, "/tmp/variance_grid.md")
     return parser.parse_args(argv)
 
 
