@@ -29,6 +29,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+from jax.experimental import multihost_utils
 
 __all__ = ["CheckpointMismatch", "manager", "restore_latest"]
 
@@ -85,11 +86,19 @@ def _first_line(err: BaseException) -> str:
 
 
 def _move_aside(mgr: ocp.CheckpointManager, step: int, quarantine: pathlib.Path) -> None:
-    quarantine.mkdir(parents=True, exist_ok=True)
-    dest = quarantine / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
-    shutil.move(str(pathlib.Path(mgr.directory) / str(step)), dest)
+    """Moves checkpoint ``step`` into ``quarantine``: by process 0 alone when several processes
+    share the run (``jax.distributed``), the others waiting until it is done."""
+    several = jax.process_count() > 1
+    if several:  # every process has finished reading it
+        multihost_utils.sync_global_devices(f"nprnn:unreadable:{step}")
+    if jax.process_index() == 0:
+        quarantine.mkdir(parents=True, exist_ok=True)
+        dest = quarantine / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+        shutil.move(str(pathlib.Path(mgr.directory) / str(step)), dest)
+        logging.warning("moved the unreadable checkpoint to %s", dest)
+    if several:
+        multihost_utils.sync_global_devices(f"nprnn:moved:{step}")
     mgr.reload()
-    logging.warning("moved the unreadable checkpoint to %s", dest)
 
 
 def restore_latest(mgr: ocp.CheckpointManager, target, quarantine=None):

@@ -1,6 +1,6 @@
 """The training loop: one jitted step, evaluation, metrics, orbax checkpoints, exact resume;
-imports nprnn, nprnn._validate, nprnn._lstm, nprnn.checkpoints, nprnn.configs, nprnn.runs and
-nprnn.tasks.
+imports nprnn, nprnn._validate, nprnn._lstm, nprnn.checkpoints, nprnn.configs, nprnn.distributed,
+nprnn.runs and nprnn.tasks.
 
 ``train_and_evaluate(config, workdir)`` trains the task of ``config`` (see ``configs/``) and
 writes into ``workdir``:
@@ -21,9 +21,13 @@ with a message naming the step, keeping the last good checkpoint: the check runs
 every update and is read where a step logs, evaluates or saves (no per-update host sync), so
 nothing diverged is ever logged or saved.
 
+Several processes (``train.py --distributed``, :mod:`nprnn.distributed`) run this same loop on
+one mesh of all their devices, data parallel; process 0 alone writes the run's files and reports
+progress, and every process takes part in orbax's saves and restores.
+
 May import from nprnn: the package's public functions (``nprnn.project_unit_norm``),
 ``nprnn._validate``, ``nprnn._lstm`` (the column norm), ``nprnn.checkpoints``, ``nprnn.configs``,
-``nprnn.runs`` and ``nprnn.tasks``.
+``nprnn.distributed``, ``nprnn.runs`` and ``nprnn.tasks``.
 Reports go to absl logging, never to stdout.
 """
 
@@ -42,10 +46,11 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from absl import logging
+from jax.experimental import multihost_utils
 from tqdm import tqdm
 
 import nprnn
-from nprnn import _validate, checkpoints, configs, runs
+from nprnn import _validate, checkpoints, configs, distributed, runs
 from nprnn._lstm import column_norm
 from nprnn.tasks import build_task
 
@@ -247,10 +252,39 @@ def evaluate_replicas(config, task, state, split: str, **kwargs) -> dict:
     return {name: [float(m[name]) for m in per] for name in per[0]}
 
 
+def _local(value) -> np.ndarray:
+    """A host copy of ``value``. A global array of several processes is read from this process's
+    own copy where it is replicated (the loss, the step: no communication), else gathered (a
+    collective: every process must read it at the same point)."""
+    if isinstance(value, jax.Array) and not value.is_fully_addressable:
+        if value.is_fully_replicated:
+            return np.asarray(value.addressable_data(0))
+        return np.asarray(multihost_utils.process_allgather(value, tiled=True))
+    return np.asarray(value)
+
+
 def _host(value):
     """A float, or a list of floats (one per replica)."""
-    array = np.asarray(value, np.float64)
+    array = _local(value).astype(np.float64)
     return float(array) if array.ndim == 0 else array.tolist()
+
+
+def _check_processes(config) -> None:
+    """Several processes train one run, data parallel over all their devices (the state
+    replicated, each batch split); replicas (``num_seeds > 1``) and ``data_parallel=False`` would
+    make each process train a copy of its own."""
+    if jax.process_count() == 1:
+        return
+    problems = []
+    if config.train.num_seeds != 1:
+        problems.append(f"train.num_seeds = {config.train.num_seeds} (must be 1)")
+    if not config.train.data_parallel:
+        problems.append("train.data_parallel = False (must be True)")
+    if problems:
+        raise ValueError(
+            f"a run over {jax.process_count()} processes trains one model data parallel: "
+            + "; ".join(problems)
+        )
 
 
 def _scaled(value, factor: float):
@@ -272,29 +306,43 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, restart: bool = Fa
         restart: first move a run already in ``workdir`` to ``workdir/archived/<time>/``
             (:func:`nprnn.runs.archive_run`; nothing is deleted) and start from step 0.
 
+    Under several processes (:mod:`nprnn.distributed`) every process calls this with the same
+    config and workdir (a directory all of them see); process 0 writes the files, the others wait
+    at barriers where they must see them, and all take part in checkpointing.
+
     Returns:
         The last validation metrics.
 
     Raises:
-        ValueError: for a bad config (every problem listed, before anything is written).
+        ValueError: for a bad config (every problem listed, before anything is written), or, in
+            a multi-process run, ``train.num_seeds > 1`` or ``train.data_parallel=False``.
         RunMismatch: ``workdir`` holds a run of another configuration.
         nprnn.checkpoints.CheckpointMismatch: a readable checkpoint does not fit the model the
             code builds (nothing is moved).
         TrainingDiverged: if the loss becomes NaN or Inf.
     """
     configs.validate(config)
+    _check_processes(config)
     workdir = pathlib.Path(workdir)
+    primary = distributed.is_primary()  # writes the files; the only process of most runs
     if restart:
-        archived = runs.archive_run(workdir)
-        if archived:
-            logging.warning("moved the run in %s to %s; starting over", workdir, archived)
+        if primary:
+            archived = runs.archive_run(workdir)
+            if archived:
+                logging.warning("moved the run in %s to %s; starting over", workdir, archived)
+        distributed.barrier("nprnn:archived")
     check_workdir(config, workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+    distributed.barrier("nprnn:checked")  # every process has read config.json before it changes
+    if primary:
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
     task = build_task(config)
     tx, schedule = make_optimizer(config.opt, task.steps_per_epoch)
     projections = _projections(config)
     state = initial_states(config, task, tx)
+    tc = config.train
+    if tc.num_seeds == 1:  # placed before the restore, which then restores onto the mesh
+        shard_batch, state = _data_parallel(config, task, state)
 
     manager = checkpoints.manager(workdir / "checkpoints", keep=config.train.keep_checkpoints)
     quarantine = workdir / "unreadable_checkpoints"
@@ -303,16 +351,17 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, restart: bool = Fa
         state = restored
         logging.info("resumed from step %d (the newest readable checkpoint)", restored_step)
     metrics_path = workdir / "metrics.jsonl"
-    _keep_metrics(
-        metrics_path,
-        restored_step or 0,
-        keep_dropped=(
-            quarantine
-            / f"metrics-after-{restored_step or 0}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
-            if unreadable
-            else None
-        ),
-    )
+    if primary:
+        _keep_metrics(
+            metrics_path,
+            restored_step or 0,
+            keep_dropped=(
+                quarantine
+                / f"metrics-after-{restored_step or 0}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+                if unreadable
+                else None
+            ),
+        )
 
     def train_step(state, batch):
         key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
@@ -333,10 +382,8 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, restart: bool = Fa
         )
         return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
-    tc = config.train
     seeds = _seeds(config)
     if tc.num_seeds == 1:
-        shard_batch, state = _data_parallel(config, task, state)
         host_batch = task.train_batch
     else:  # the replicas in one program: jax.vmap over the leading axis of state and batch
         train_step = jax.vmap(train_step)
@@ -351,12 +398,12 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, restart: bool = Fa
         return state, _watch(health, state["step"], out), out
 
     step_and_watch = jax.jit(step_and_watch, donate_argnums=(0, 1))
-    start = int(np.asarray(state["step"]).reshape(-1)[0])
+    start = int(_local(state["step"]).reshape(-1)[0])
     health = _healthy(tc.num_seeds)
     metric = task.metric
     last_eval: dict = {}
     t_last, steps_since = time.perf_counter(), 0
-    progress = _progress(start, tc.num_steps)
+    progress = _progress(start, tc.num_steps, enabled=primary)
     for step in range(start, tc.num_steps):
         batch = shard_batch(host_batch(step))
         state, health, out = step_and_watch(state, health, batch)
@@ -386,19 +433,21 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, restart: bool = Fa
                 record["bpc"] = _scaled(loss, 1.0 / math.log(2.0))
             elif metric == "nats":
                 record["nats"] = loss
-            _write_jsonl(metrics_path, record)
-            progress.set_postfix(loss=f"{np.mean(loss):.4f}")
-            logging.info("step %d: train loss %s (%.2f steps/s)", done, loss, rate)
+            if primary:
+                _write_jsonl(metrics_path, record)
+                progress.set_postfix(loss=f"{np.mean(loss):.4f}")
+                logging.info("step %d: train loss %s (%.2f steps/s)", done, loss, rate)
         if evaluates:
             t0 = time.perf_counter()
             last_eval = evaluate_replicas(
                 config, task, state, "valid", max_batches=tc.eval_batches or None
             )
             record = {"step": done, "split": "valid", **last_eval}
-            _write_jsonl(metrics_path, record)
-            logging.info("step %d: valid %s (%.1fs)", done, last_eval, time.perf_counter() - t0)
+            if primary:
+                _write_jsonl(metrics_path, record)
+                logging.info("step %d: valid %s (%.1fs)", done, last_eval, time.perf_counter() - t0)
             t_last = time.perf_counter()  # evaluation time does not count in the step rate
-        if saves:
+        if saves:  # by every process: orbax coordinates them, process 0 commits
             manager.save(done, args=ocp.args.StandardSave(state))
     progress.close()
     manager.wait_until_finished()
@@ -434,7 +483,7 @@ def _stop_if_diverged(health: dict, manager, workdir: pathlib.Path) -> None:
     """Raises :class:`TrainingDiverged` if an update since the start had a NaN or Inf loss or
     gradient norm, naming that update; called before anything is logged, evaluated or saved, so
     that no checkpoint or metric line holds the diverged state."""
-    bad_step = int(health["step"])
+    bad_step = int(_local(health["step"]))
     if bad_step == 0:
         return
     loss, grad_norm = _host(health["loss"]), _host(health["grad_norm"])
@@ -453,9 +502,10 @@ def _data_parallel(config, task, state):
     The batch is split along its batch axis over a one-dimensional mesh ``("data",)`` and the
     training state is replicated; XLA partitions the jitted step and inserts the all-reduces of
     the gradients (and of batch-norm statistics, which are means over the whole batch). With one
-    device, or ``config.train.data_parallel=False``, nothing changes. Multi-host: call
-    ``jax.distributed.initialize()`` before training (``train.py --distributed``); every host
-    computes the same global batch and places the slices its own devices hold.
+    device, or ``config.train.data_parallel=False``, nothing changes. Several processes
+    (``train.py --distributed``, :func:`nprnn.distributed.initialize` first): the mesh holds
+    every process's devices; every process computes the same global batch and places the slices
+    its own devices hold, and the state placed here is the same in every process.
 
     Returns:
       ``(shard_batch, state)``: a function placing a host batch on the mesh, and the state
@@ -482,8 +532,11 @@ def _data_parallel(config, task, state):
         # places the slices its devices own: the same code for one host and for many.
         return tuple(_place(np.asarray(a), sh) for a, sh in zip(batch, shardings, strict=True))
 
-    logging.info("data parallel over %d devices", n)
-    return shard_batch, jax.device_put(state, replicated)
+    logging.info("data parallel over %d devices (%d processes)", n, jax.process_count())
+    # Placed from host copies: jax.device_put onto other processes' devices would first check
+    # that every process holds the same values (one collective per array), which they do by
+    # construction (the state of the same seed, or the same checkpoint).
+    return shard_batch, jax.tree.map(lambda a: _place(_local(a), replicated), state)
 
 
 def _place(array: np.ndarray, sharding) -> jax.Array:
@@ -491,14 +544,15 @@ def _place(array: np.ndarray, sharding) -> jax.Array:
     return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
 
 
-def _progress(start: int, total: int):
-    """A tqdm progress bar (rate and ETA) on stderr; silent when not attached to a terminal."""
+def _progress(start: int, total: int, *, enabled: bool = True):
+    """A tqdm progress bar (rate and ETA) on stderr; silent when not attached to a terminal, and
+    where not ``enabled`` (the processes other than 0 of a multi-process run)."""
     return tqdm(
         total=total,
         initial=start,
         unit="step",
         dynamic_ncols=True,
-        disable=None,  # None: off when stderr is not a TTY (CI, log files)
+        disable=None if enabled else True,  # None: off when stderr is not a TTY (CI, log files)
         smoothing=0.1,
     )
 
