@@ -13,9 +13,18 @@ import math
 import numbers
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 
-__all__ = ["floating_dtype", "one_of", "positive_gamma", "positive_int", "probability"]
+__all__ = [
+    "floating_dtype",
+    "one_of",
+    "positive_gamma",
+    "positive_int",
+    "probability",
+    "time_index",
+]
 
 
 def positive_int(name: str, value) -> int:
@@ -42,6 +51,29 @@ def probability(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
         raise ValueError(f"{name} must be in [0, 1), got {value!r}")
     return float(value)
+
+
+def time_index(name: str, value, shapes: Sequence[tuple] = ((),)):
+    """A time index: integers >= 0 of one of ``shapes`` (a scalar by default).
+
+    Python and NumPy integers and integer arrays are accepted, concrete or traced; the value is
+    returned unchanged (an array stays an array). The values of a traced index (under
+    ``jax.jit``) are not known before it runs, so only its dtype and shape are checked.
+    """
+    if isinstance(value, bool) or isinstance(value, np.bool_):
+        raise ValueError(f"{name} must be a non-negative integer time index, got {value!r}")
+    dtype = getattr(value, "dtype", None)
+    if dtype is None and not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be a non-negative integer time index, got {value!r}")
+    if dtype is not None and not jnp.issubdtype(dtype, jnp.integer):
+        raise ValueError(f"{name} must be a non-negative integer time index, got dtype {dtype}")
+    shape = tuple(np.shape(value))
+    if shape not in tuple(tuple(s) for s in shapes):
+        expected = " or ".join(str(tuple(s)) for s in shapes)
+        raise ValueError(f"{name} must have shape {expected}, got shape {shape}")
+    if not isinstance(value, jax.core.Tracer) and np.any(np.asarray(value) < 0):
+        raise ValueError(f"{name} must be a non-negative integer time index, got {value!r}")
+    return value
 
 
 def floating_dtype(name: str, dtype):

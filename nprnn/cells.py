@@ -47,11 +47,14 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import jax
 import jax.numpy as jnp
 
 from nprnn import _validate
 from nprnn._lstm import (
+    COMPENSATIONS,
     NORM_EPSILON,
     LSTMState,
     cell_update,
@@ -81,6 +84,14 @@ _REQUIRED = {
     "layernorm": ("w_x", "w_h", "b", "gamma_x", "gamma_h", "gamma_c", "beta_c"),
     "batchnorm": ("w_x", "w_h", "b", "gamma_x", "gamma_h", "gamma_c", "beta_c"),
 }
+
+
+# run_sequence's error for forward-mode autodiff through the hand-written backward pass.
+_FORWARD_MODE_ERROR = (
+    "run_sequence's default hand-written backward pass (a jax.custom_vjp) supports reverse mode "
+    "only (jax.grad, jax.vjp, jax.jacrev): for forward mode (jax.jvp, jax.jacfwd, "
+    "jax.linearize) pass fused_backward=False, plain autodiff of the scan (the same numbers)"
+)
 
 
 def init_state(batch_size: int, hidden_size: int, dtype=jnp.float32) -> LSTMState:
@@ -159,7 +170,7 @@ def _check_call(
     if training and dropout_rate > 0.0 and key is None:
         raise ValueError("recurrent dropout in training needs a PRNG key: pass key=...")
     if variant == "batchnorm":
-        _check_batchnorm(params, bn_stats, batch_shape, training, seq or t is not None)
+        _check_batchnorm(params, bn_stats, batch_shape, training, t, seq)
     if return_moments and not (variant == "batchnorm" and training):
         raise ValueError("return_moments=True is only meaningful for batchnorm with training=True")
     if seq_lengths is not None and jnp.shape(seq_lengths) != batch_shape:
@@ -172,17 +183,47 @@ def _check_call(
 
 
 def _check_params(params, consts, variant):
-    if not isinstance(params, dict):
-        raise TypeError(f"params must be a dict, got {type(params).__name__}")
-    missing = [k for k in _REQUIRED[variant] if k not in params]
+    """Checks that ``params`` and ``consts`` are exactly the variant's (see :data:`_REQUIRED` and
+    :data:`nprnn._lstm.COMPENSATIONS`): a missing key and a key of another variant both raise."""
+    if not isinstance(params, Mapping):
+        raise TypeError(f"params must be a dict (a Mapping), got {type(params).__name__}")
+    if consts is not None and not isinstance(consts, Mapping):
+        raise TypeError(f"consts must be a dict (a Mapping), got {type(consts).__name__}")
+    expected = _REQUIRED[variant]
+    missing = [k for k in expected if k not in params]
     if missing:
         raise ValueError(
             f"params for variant {variant!r} lack {missing}; make them with init_params"
         )
-    if variant == "normprop" and compensation_of(consts) is None:
+    extra = sorted(k for k in params if k not in expected)
+    if extra:
+        same = [repr(v) for v, keys in _REQUIRED.items() if set(keys) == set(params)]
+        hint = f" (they are the params of variant {' or '.join(same)})" if same else ""
         raise ValueError(
-            "consts for variant 'normprop' need 'var_c' and 'var_h' (compensation 'paper') or "
-            "'s_h' and 's_c' (compensation 'released'); make them with init_params"
+            f"params for variant {variant!r} have keys that do not belong to it: {extra}{hint}; "
+            f"{variant!r} takes exactly {list(expected)}"
+        )
+    consts = {} if consts is None else consts
+    if variant != "normprop":
+        if consts:
+            raise ValueError(
+                f"consts for variant {variant!r} have keys that do not belong to it: "
+                f"{sorted(consts)}; {variant!r} takes no constants (consts={{}}), only normprop "
+                "has them"
+            )
+        return
+    forms = " or ".join(
+        f"{keys[0]!r} and {keys[1]!r} (compensation {name!r})"
+        for name, keys in COMPENSATIONS.items()
+    )
+    form = compensation_of(consts)
+    if form is None:
+        raise ValueError(f"consts for variant 'normprop' need {forms}; make them with init_params")
+    extra = sorted(k for k in consts if k not in COMPENSATIONS[form])
+    if extra:
+        raise ValueError(
+            f"consts for variant 'normprop' have keys that do not belong to its {form!r} form: "
+            f"{extra}; it takes {forms}, one form only"
         )
 
 
@@ -214,7 +255,13 @@ def _check_arrays(params, state, x, seq) -> tuple:
     return batch_shape
 
 
-def _check_batchnorm(params, bn_stats, batch_shape, training, has_time):
+def _check_batchnorm(params, bn_stats, batch_shape, training, t, seq):
+    """Batchnorm's statistics and time index: ``t0`` of a sequence is an integer scalar, ``t`` of
+    a step an integer scalar or one per example ([B]); both non-negative when concrete."""
+    if seq:
+        _validate.time_index("t0", t)
+    elif t is not None:
+        _validate.time_index("t", t, shapes=((), batch_shape))
     if training:
         if not batch_shape:
             raise ValueError("batchnorm in training needs a batch axis: x of shape [B, D]")
@@ -227,7 +274,7 @@ def _check_batchnorm(params, bn_stats, batch_shape, training, has_time):
             f"bn_stats are for hidden_size={bn_stats['c']['mean'].shape[-1]}, "
             f"the layer has hidden_size={hidden_size}"
         )
-    if not has_time:
+    if t is None:
         raise ValueError("batchnorm at inference needs the time step t=... to pick statistics")
 
 
@@ -236,8 +283,8 @@ def _check_batchnorm(params, bn_stats, batch_shape, training, has_time):
 
 
 def lstm_step(
-    params: dict,
-    consts: dict,
+    params: Mapping,
+    consts: Mapping | None,
     state: LSTMState,
     x: jax.Array,
     *,
@@ -261,8 +308,10 @@ def lstm_step(
     input projection of all steps once, before the scan.
 
     Args:
-        params: trainable parameters from :func:`nprnn.init_params`.
-        consts: frozen constants from :func:`nprnn.init_params` (``var_c``, ``var_h`` for normprop).
+        params: trainable parameters from :func:`nprnn.init_params`: a dict (any ``Mapping``, e.g.
+            a ``flax.core.FrozenDict``) with exactly the variant's keys.
+        consts: frozen constants from :func:`nprnn.init_params` (``var_c``, ``var_h`` or ``s_h``,
+            ``s_c`` for normprop, empty for the other variants), a ``Mapping`` too.
         state: ``LSTMState(h, c)``, each [B, H].
         x: input x_t, [B, D]; a single example [D] with a state of [H] is accepted too (so the step
             can be ``jax.vmap``-ed over examples).
@@ -270,8 +319,8 @@ def lstm_step(
         training: enables recurrent dropout and, for batchnorm, the batch statistics.
         bn_stats: batchnorm only: population statistics (:func:`nprnn.init_bn_stats`), needed at
             inference.
-        t: batchnorm only: the time step (an int or int array), which selects the row of
-            ``bn_stats`` at inference.
+        t: batchnorm only: the time step, a non-negative integer (scalar, or one per example
+            [B]), which selects the row ``min(t, T_max - 1)`` of ``bn_stats`` at inference.
         key: PRNG key of this step's recurrent-dropout mask; needed when ``training`` and
             ``dropout_rate > 0``.
         dropout_rate: recurrent dropout probability on the cell candidate ``tanh(g~)``
@@ -291,7 +340,11 @@ def lstm_step(
 
     Raises:
         ValueError: for an unknown variant, a wrong rank or feature size of ``x``, a state that does
-            not match, a non-floating ``x``, missing parameters or batchnorm statistics.
+            not match, a non-floating ``x``, parameters or constants that are not exactly the
+            variant's (a missing key, or one of another variant: the message names them), missing
+            batchnorm statistics, a negative or non-integer ``t``.
+        TypeError: for ``params`` or ``consts`` that are not a ``Mapping``, or a state that is
+            not an ``LSTMState``.
 
     Example:
         >>> import jax, jax.numpy as jnp, nprnn
@@ -328,8 +381,8 @@ def lstm_step(
 
 
 def run_sequence(
-    params: dict,
-    consts: dict,
+    params: Mapping,
+    consts: Mapping | None,
     state: LSTMState,
     xs: jax.Array,
     *,
@@ -356,14 +409,18 @@ def run_sequence(
     that computes the weight gradients as one product each (``fused_backward``).
 
     Args:
-        params: trainable parameters from :func:`nprnn.init_params`.
-        consts: frozen constants from :func:`nprnn.init_params`.
+        params: trainable parameters from :func:`nprnn.init_params` (any ``Mapping``), exactly
+            the variant's keys, as in :func:`lstm_step`.
+        consts: frozen constants from :func:`nprnn.init_params` (any ``Mapping``).
         state: initial ``LSTMState(h, c)``, each [B, H].
         xs: inputs, [T, B, D] (or [T, D] for a single example with a state of [H]).
         variant: one of :data:`nprnn.VARIANTS`.
         training: enables recurrent dropout and, for batchnorm, the batch statistics of each step.
         bn_stats: batchnorm at inference: population statistics (:func:`nprnn.init_bn_stats`).
-        t0: time index of ``xs[0]`` (batchnorm statistics rows), for sequences cut into chunks.
+        t0: time index of ``xs[0]`` (batchnorm statistics rows), for sequences cut into chunks: a
+            non-negative integer scalar, concrete or traced. Step ``t0 + j`` reads row
+            ``min(t0 + j, T_max - 1)`` at inference; its moments (``return_moments``) belong to
+            the same row, where :func:`nprnn.update_bn_stats` puts them.
         key: PRNG key for recurrent dropout (split into one key per step).
         dropout_rate: recurrent dropout probability on ``tanh(g~)``; see :func:`lstm_step`.
         seq_lengths: optional [B] integer lengths of right-padded sequences. At steps
@@ -376,7 +433,9 @@ def run_sequence(
         fused_backward: differentiate with the hand-written backward pass of ``nprnn._fused``:
             the recurrent weight gradient as one matrix product after the backward recurrence,
             as fused LSTM kernels do. ``False``: plain autodiff of ``lax.scan``, the reference.
-            Same numbers up to float rounding.
+            Same numbers up to float rounding. The hand-written pass is a ``jax.custom_vjp``, so
+            it supports reverse mode only (``jax.grad``, ``jax.vjp``, ``jax.jacrev``); forward
+            mode (``jax.jvp``, ``jax.jacfwd``, ``jax.linearize``) needs ``False``.
         matmul_dtype: mixed precision, as in :func:`lstm_step`.
         hoist_input: compute the input projection ``xs @ W_x`` of all steps (and its
             normalization) as one product before the scan (``True``), or ``x_t @ W_x`` inside
@@ -393,7 +452,13 @@ def run_sequence(
         ``state, (hs, moments) = run_sequence(..., return_moments=True)``.
 
     Raises:
-        ValueError: as :func:`lstm_step`, and for ``seq_lengths`` of the wrong shape.
+        ValueError: as :func:`lstm_step`, for ``seq_lengths`` of the wrong shape, and for a
+            batchnorm ``t0`` that is not an integer scalar or is negative.
+        TypeError: as :func:`lstm_step`, and for forward-mode autodiff (``jax.jvp``,
+            ``jax.jacfwd``) through the default ``fused_backward=True``: the message says to pass
+            ``fused_backward=False``. (When the forward-mode transformation reaches
+            ``run_sequence`` only through an inner ``jax.jit`` or ``jax.linearize``, the error
+            is JAX's own "can't apply forward-mode autodiff (jvp) to a custom_vjp function".)
 
     Example:
         >>> import jax, jax.numpy as jnp, nprnn
@@ -437,7 +502,12 @@ def run_sequence(
         **opts,
     )
     run = RUNNERS[runner_path(variant, fused_backward)]
-    state, hs, moments = run(p, state, inputs, project=not hoist_input, unroll=unroll, **opts)
+    try:
+        state, hs, moments = run(p, state, inputs, project=not hoist_input, unroll=unroll, **opts)
+    except TypeError as err:
+        if fused_backward and "forward-mode autodiff" in str(err):
+            raise TypeError(_FORWARD_MODE_ERROR) from err
+        raise
     if not hoist_input:
         x_moments = moments.pop("x", None)
     if return_moments:

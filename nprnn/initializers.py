@@ -190,7 +190,8 @@ def init_bn_stats(hidden_size: int, max_steps: int, dtype=jnp.float32) -> dict:
     Args:
         hidden_size: H.
         max_steps: T_max, the number of time steps with their own statistics. At inference, steps
-            at or beyond ``max_steps`` reuse the last row (Cooijmans et al. 2016).
+            at or beyond ``max_steps`` reuse the last row (Cooijmans et al. 2016), and in training
+            their moments update it (:func:`update_bn_stats`).
         dtype: floating dtype.
 
     Returns:
@@ -213,36 +214,68 @@ def init_bn_stats(hidden_size: int, max_steps: int, dtype=jnp.float32) -> dict:
 def update_bn_stats(bn_stats: dict, moments: dict, *, momentum: float = 0.99, t0=0) -> dict:
     """Exponential moving average of batchnorm population statistics (functional).
 
+    The step at time ``t = t0 + j`` (row ``j`` of ``moments``) updates row ``min(t, T_max - 1)``
+    of the statistics, the row that inference reads at that step: its own row below ``T_max``, the
+    last row at and beyond it (Cooijmans et al. 2016). Concrete or traced ``t0`` (a time index
+    carried under ``jax.jit``), the same rows take the same updates.
+
     Args:
         bn_stats: from :func:`init_bn_stats`, rows [T_max, ...].
         moments: batch moments of ``T`` consecutive steps, as returned by
             ``run_sequence(..., return_moments=True)``: the same structure with rows [T, ...].
         momentum: weight of the old statistics, in [0, 1).
-        t0: time index of the first row of ``moments``.
+        t0: time index of the first row of ``moments``: a non-negative integer scalar (an int,
+            or an integer array of shape (), traced or not).
 
     Returns:
-        New statistics where rows ``t0 .. t0 + T - 1`` are
-        ``momentum * old + (1 - momentum) * batch``, and the other rows are unchanged.
+        New statistics where each step's row is ``momentum * old + (1 - momentum) * batch``; the
+        rows that no step maps to are unchanged.
 
     Raises:
-        ValueError: if ``momentum`` is outside [0, 1) or the moments do not fit in T_max rows.
+        ValueError: if ``momentum`` is outside [0, 1), or ``t0`` is not an integer scalar, or is
+            negative (checked when ``t0`` is concrete).
+
+    Notes:
+        When several steps map to the last row (``t0 + T > T_max``), the row takes their moments
+        one step after the other, in time order, as if this function were called once per step
+        (the same numbers up to float rounding): for the ``k`` steps ``j_1 < ... < j_k`` of the
+        last row, ``m = momentum``,
+        ``last = m**k * last + (1 - m) * sum_i m**(k - i) * batch[j_i]``.
+        So a sequence layer (one call for ``T`` steps) and a step cell (one call per step) leave
+        the same statistics, and no step beyond ``T_max`` ever writes to an earlier row. Only the
+        values of a traced ``t0`` cannot be checked: steps at negative times update no row.
+
+    Example:
+        >>> import jax.numpy as jnp, nprnn
+        >>> stats = nprnn.init_bn_stats(hidden_size=2, max_steps=3)
+        >>> moments = {k: {"mean": v["mean"][:2] + 1.0, "var": v["var"][:2]}
+        ...            for k, v in stats.items()}
+        >>> new = nprnn.update_bn_stats(stats, moments, momentum=0.5, t0=2)  # steps 2 and 3
+        >>> new["c"]["mean"][:, 0].tolist()  # row 2: 0 -> 0.5 (step 2) -> 0.75 (step 3)
+        [0.0, 0.0, 0.75]
     """
     _validate.probability("momentum", momentum)
+    _validate.time_index("t0", t0)
     max_steps = bn_stats["c"]["mean"].shape[0]
     steps = moments["c"]["mean"].shape[0]
-    if isinstance(t0, jax.core.Tracer):
-        pass  # a traced t0 cannot be checked: rows beyond T_max are clamped by dynamic_slice
-    elif int(t0) < 0:
-        raise ValueError(f"t0 must be non-negative, got {t0!r}")
-    elif int(t0) + steps > max_steps:
-        raise ValueError(
-            f"batch moments for steps {t0}..{t0 + steps - 1} do not fit in statistics of "
-            f"max_steps={max_steps}; make the statistics with a larger max_steps"
-        )
+    ts = t0 + jnp.arange(steps)
+    tail = ts >= max_steps - 1  # the steps of the last row
+    # Each step's own row; the steps of the last row (and traced negative times) go out of
+    # bounds, where the scatter drops them.
+    own = jnp.where(tail | (ts < 0), max_steps, ts)
+    # The last row: momentum**k on the old value, momentum**(later steps of the last row) on each
+    # of its steps' moments.
+    count = jnp.sum(tail)
+    later = jnp.where(tail, count - jnp.cumsum(tail), 0)
 
     def ema(old, new):
-        rows = jax.lax.dynamic_slice_in_dim(old, t0, steps, axis=0)
-        rows = momentum * rows + (1.0 - momentum) * new.astype(old.dtype)
-        return jax.lax.dynamic_update_slice_in_dim(old, rows, t0, axis=0)
+        new = new.astype(old.dtype)
+        rows = old.at[own].get(mode="fill", fill_value=0)
+        old = old.at[own].set(momentum * rows + (1.0 - momentum) * new, mode="drop")
+        m = jnp.asarray(momentum, old.dtype)
+        weights = (1.0 - momentum) * jnp.power(m, later)
+        weights = weights.reshape((steps,) + (1,) * (new.ndim - 1))
+        folded = jnp.sum(jnp.where(tail.reshape(weights.shape), weights * new, 0), axis=0)
+        return old.at[-1].set(jnp.power(m, count) * old[-1] + folded)
 
     return jax.tree.map(ema, bn_stats, moments)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import re
 
+import flax.core
 import flax.linen
 import jax
 import jax.numpy as jnp
@@ -677,6 +678,35 @@ def test_fused_backward_gradient_wrt_bn_stats():
     assert_trees_close(grad(random_bn_stats(), True), ref, rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.parametrize("case", ["normprop", "normprop-released", "batchnorm-train"])
+def test_forward_mode_with_fused_backward_false(case):
+    """jax.jvp and jax.jacfwd through the reference path (fused_backward=False) agree with the
+    reverse-mode Jacobian of the default hand-written backward pass and with finite
+    differences."""
+    variant = variant_of(case)
+    params, consts = random_params(case)
+    state, xs = random_state(), random_inputs()[:3]
+
+    def hs(xs, fused):
+        return nprnn.run_sequence(
+            params, consts, state, xs, variant=variant, fused_backward=fused, **case_kwargs(case)
+        )[1]
+
+    forward = functools.partial(hs, fused=False)
+    jac_fwd = jax.jacfwd(forward)(xs)
+    jac_rev = jax.jacrev(functools.partial(hs, fused=True))(xs)
+    assert jac_fwd.shape == (*hs(xs, False).shape, *xs.shape)
+    assert np.any(np.asarray(jac_fwd) != 0.0)
+    assert_close(jac_fwd, jac_rev, rtol=1e-9, atol=1e-11)
+    tangent = random_inputs(seed=9)[:3]
+    out, jvp = jax.jvp(forward, (xs,), (tangent,))
+    assert_close(out, hs(xs, True), rtol=1e-12, atol=1e-13)
+    assert_close(jvp, jnp.einsum("tbhsad,sad->tbh", jac_rev, tangent), rtol=1e-9, atol=1e-11)
+    eps = 1e-6  # central difference along the tangent, float64
+    fd = (forward(xs + eps * tangent) - forward(xs - eps * tangent)) / (2 * eps)
+    assert_close(jvp, fd, rtol=1e-6, atol=1e-8)
+
+
 def test_reference_path_supports_forward_mode():
     params, consts = random_params("normprop")
     state, xs = random_state(), random_inputs()[:3]
@@ -684,16 +714,19 @@ def test_reference_path_supports_forward_mode():
     check_grads(jax.jit(lambda p, x: run(p, consts, state, x)[1]), (params, xs), 1, modes=["fwd"])
 
 
-def test_default_run_sequence_is_reverse_mode_only():
-    """The fused backward is a custom_vjp: forward mode needs fused_backward=False (documented)."""
+@pytest.mark.parametrize("transform", ["jvp", "jacfwd"])
+def test_forward_mode_through_the_default_names_fused_backward_false(transform):
+    """The default hand-written backward pass is a jax.custom_vjp (reverse mode only): forward
+    mode raises a TypeError that says what to pass, instead of JAX's generic message."""
     params, consts = random_params("normprop")
     state, xs = random_state(), random_inputs()[:3]
 
     def hs(xs):
         return nprnn.run_sequence(params, consts, state, xs, variant="normprop")[1]
 
-    with pytest.raises(TypeError, match="custom_vjp"):
-        jax.jvp(hs, (xs,), (xs,))
+    call = {"jvp": lambda: jax.jvp(hs, (xs,), (xs,)), "jacfwd": lambda: jax.jacfwd(hs)(xs)}
+    with pytest.raises(TypeError, match=r"reverse mode only .* pass fused_backward=False"):
+        call[transform]()
 
 
 @pytest.mark.parametrize("case", ["normprop", "normprop-released", "batchnorm"])
@@ -916,9 +949,10 @@ def test_project_unit_norm(jit):
     assert_trees_close(params, before, rtol=0, atol=0)  # the input is not modified
     # The forward pass of weightnorm / normprop is invariant to it.
     state, x = random_state(), random_inputs()[0]
-    for variant in ("weightnorm", "normprop"):
-        h = nprnn.lstm_step(params, {"var_c": 0.5, "var_h": 0.3}, state, x, variant=variant)[1]
-        h_proj = nprnn.lstm_step(out, {"var_c": 0.5, "var_h": 0.3}, state, x, variant=variant)[1]
+    for variant, consts in (("weightnorm", {}), ("normprop", {"var_c": 0.5, "var_h": 0.3})):
+        names = GOLDEN_SHAPES[variant]
+        h = nprnn.lstm_step({k: params[k] for k in names}, consts, state, x, variant=variant)[1]
+        h_proj = nprnn.lstm_step({k: out[k] for k in names}, consts, state, x, variant=variant)[1]
         assert_close(h_proj, h)
 
 
@@ -1055,11 +1089,34 @@ def test_update_bn_stats_ema(jit):
     assert_close(copied["c"]["var"][max_steps - steps :], moments["c"]["var"])
 
 
-@pytest.mark.parametrize("t0", [np.int64(8), jnp.asarray(8), -1], ids=["np.int64", "array", "neg"])
+@pytest.mark.parametrize("t0", [np.int64(8), jnp.asarray(8), 9])
+def test_update_bn_stats_beyond_max_steps_updates_the_last_row(t0):
+    """Steps at or beyond max_steps update the last row (the one inference reads there), one
+    after the other; the earlier rows are untouched (tests/test_bn_stats.py has the rest)."""
+    stats = random_bn_stats(seed=5, max_steps=10)
+    moments = jax.tree.map(lambda a: a[:4] + 1.0, random_bn_stats(seed=6, max_steps=4))
+    new = nprnn.update_bn_stats(stats, moments, momentum=0.9, t0=t0)
+    for which in ("x", "h", "c"):
+        for kind in ("mean", "var"):
+            old_rows, batch = np.asarray(stats[which][kind]), np.asarray(moments[which][kind])
+            expected = old_rows[9]
+            for j in range(4):
+                if int(t0) + j >= 9:
+                    expected = 0.9 * expected + 0.1 * batch[j]
+            assert_close(new[which][kind][9], expected)
+            if int(t0) < 9:  # step 8 has its own row
+                assert_close(new[which][kind][8], 0.9 * old_rows[8] + 0.1 * batch[0])
+            rows = min(int(t0), 9)
+            assert np.array_equal(new[which][kind][:rows], old_rows[:rows])
+
+
+@pytest.mark.parametrize(
+    "t0", [-1, np.int64(-2), 2.5, None], ids=["neg", "np-neg", "float", "none"]
+)
 def test_update_bn_stats_rejects_bad_concrete_t0(t0):
     stats = nprnn.init_bn_stats(H, 10, jnp.float64)
     moments = jax.tree.map(lambda a: a[:4] + 1.0, nprnn.init_bn_stats(H, 4, jnp.float64))
-    with pytest.raises(ValueError, match="do not fit|t0"):
+    with pytest.raises(ValueError, match="t0 must be a non-negative integer time index"):
         nprnn.update_bn_stats(stats, moments, t0=t0)
 
 
@@ -1159,6 +1216,80 @@ def test_error_bad_params_and_consts(setup):
             nprnn.lstm_step(params, bad, state, xs[0], variant="normprop")
     with pytest.raises(TypeError, match="params must be a dict"):
         nprnn.lstm_step(list(params.values()), consts, state, xs[0], variant="normprop")
+    with pytest.raises(TypeError, match="consts must be a dict"):
+        nprnn.lstm_step(params, [1.0, 1.0], state, xs[0], variant="normprop")
+
+
+@pytest.mark.parametrize("seq", [False, True], ids=["lstm_step", "run_sequence"])
+def test_error_params_or_consts_of_another_variant(setup, seq):
+    """Keys that do not belong to the variant raise instead of being dropped silently (before:
+    normprop's params and consts with variant="weightnorm" ran as weightnorm, without gamma_c
+    and the variance constants)."""
+    params, consts, state, xs = setup  # normprop's, paper form
+
+    def call(params, consts, variant):
+        if seq:
+            return nprnn.run_sequence(params, consts, state, xs, variant=variant)
+        return nprnn.lstm_step(params, consts, state, xs[0], variant=variant)
+
+    message = (
+        "params for variant 'weightnorm' have keys that do not belong to it: ['gamma_c'] (they "
+        "are the params of variant 'normprop'); 'weightnorm' takes exactly "
+        "['w_x', 'w_h', 'b', 'gamma_x', 'gamma_h']"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        call(params, consts, "weightnorm")
+    weightnorm = {k: v for k, v in params.items() if k != "gamma_c"}
+    message = (
+        "consts for variant 'weightnorm' have keys that do not belong to it: ['var_c', 'var_h']; "
+        "'weightnorm' takes no constants (consts={}), only normprop has them"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        call(weightnorm, consts, "weightnorm")
+    call(weightnorm, {}, "weightnorm")  # exactly the variant's keys
+    call(weightnorm, None, "weightnorm")
+    lstm = {k: params[k] for k in ("w_x", "w_h", "b")}
+    with pytest.raises(ValueError, match=r"for variant 'lstm' have keys .*\['gamma_c', 'gamma_h'"):
+        call(params, {}, "lstm")
+    with pytest.raises(ValueError, match=re.escape("params for variant 'lstm' have keys that do")):
+        call({**lstm, "h0": jnp.zeros(H)}, {}, "lstm")  # an unknown key, no variant's
+    # normprop's constants are one form or the other, not a mix of both.
+    both = {**consts, "s_h": jnp.asarray(0.5), "s_c": jnp.asarray(0.5)}
+    message = (
+        "consts for variant 'normprop' have keys that do not belong to its 'paper' form: "
+        "['s_c', 's_h']; it takes 'var_c' and 'var_h' (compensation 'paper') or 's_h' and 's_c' "
+        "(compensation 'released'), one form only"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        call(params, both, "normprop")
+    with pytest.raises(ValueError, match=re.escape("its 'released' form: ['var_c']")):
+        call(params, {"s_h": 0.5, "s_c": 0.5, "var_c": 1.0}, "normprop")
+
+
+@pytest.mark.parametrize("case", ["normprop", "normprop-released", "batchnorm-infer"])
+def test_params_and_consts_may_be_any_mapping(case):
+    """flax.core.FrozenDict params and consts (and any other Mapping) give the dict's numbers."""
+    variant = variant_of(case)
+    params, consts = random_params(case)
+    state, xs = random_state(), random_inputs()
+    kw = case_kwargs(case)
+    step_kw = {"t": 1} if case == "batchnorm-infer" else {}
+    frozen_p, frozen_c = flax.core.FrozenDict(params), flax.core.FrozenDict(consts)
+    for fused in (True, False):
+        expected = nprnn.run_sequence(
+            params, consts, state, xs, variant=variant, fused_backward=fused, **kw
+        )
+        actual = nprnn.run_sequence(
+            frozen_p, frozen_c, state, xs, variant=variant, fused_backward=fused, **kw
+        )
+        assert_trees_close(actual, expected, rtol=0, atol=0)
+    step = nprnn.lstm_step(frozen_p, frozen_c, state, xs[0], variant=variant, **kw, **step_kw)
+    ref = nprnn.lstm_step(params, consts, state, xs[0], variant=variant, **kw, **step_kw)
+    assert_trees_close(step, ref, rtol=0, atol=0)
+    grads = jax.grad(
+        lambda p: jnp.sum(nprnn.run_sequence(p, frozen_c, state, xs, variant=variant, **kw)[1])
+    )(frozen_p)
+    assert isinstance(grads, flax.core.FrozenDict) and set(grads) == set(params)
 
 
 def test_error_batchnorm_modes(key):
@@ -1252,12 +1383,15 @@ def test_error_init_arguments(key):
 def test_error_update_bn_stats():
     stats = nprnn.init_bn_stats(H, 4, jnp.float64)
     moments = jax.tree.map(lambda a: a[:3], stats)
-    with pytest.raises(ValueError, match=re.escape("steps 2..4 do not fit in statistics of max_s")):
-        nprnn.update_bn_stats(stats, moments, t0=2)
+    with pytest.raises(ValueError, match=re.escape("t0 must be a non-negative integer time index")):
+        nprnn.update_bn_stats(stats, moments, t0=-1)
+    with pytest.raises(ValueError, match=re.escape("t0 must have shape ()")):
+        nprnn.update_bn_stats(stats, moments, t0=jnp.zeros((2,), jnp.int32))
     for bad in (1.0, -0.1, 1.5):
         with pytest.raises(ValueError, match=re.escape(f"momentum must be in [0, 1), got {bad}")):
             nprnn.update_bn_stats(stats, moments, momentum=bad)
     nprnn.update_bn_stats(stats, moments, t0=1)  # the last rows fit
+    nprnn.update_bn_stats(stats, moments, t0=2)  # steps 2, 3 and 4: step 4 updates row 3 too
 
 
 @pytest.mark.parametrize("what", ["features", "variant", "state"])
