@@ -19,6 +19,7 @@ Figures 2 and 3 (learning curves from metrics.jsonl) and Figure 1 (gradient flow
 
 from __future__ import annotations
 
+import functools
 import json
 import pathlib
 import sys
@@ -44,7 +45,13 @@ _PROTOCOL = flags.DEFINE_enum(
 _MAX_BATCHES = flags.DEFINE_integer("max_batches", 0, "At most this many batches (0: all).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the samples.")
 _NUM_SAMPLES = flags.DEFINE_integer("num_samples", 16, "DRAW: images to sample.")
-_TABLE = flags.DEFINE_enum("table", None, ["1", "2", "3"], "Assemble the paper's Table 1, 2 or 3.")
+_TABLE = flags.DEFINE_enum(
+    "table",
+    None,
+    ["1", "2", "3", "lr"],
+    "Assemble the paper's Table 1, 2 or 3; 'lr': the learning-rate sweep of Table 1's rows, "
+    "then Table 1 at each row's best rate.",
+)
 _FIGURE = flags.DEFINE_enum("figure", None, ["1", "2", "3"], "Make the paper's Figure 1, 2 or 3.")
 _RUNS = flags.DEFINE_string("runs", None, "Comma-separated run directories (tables, figures).")
 _RUNS_GLOB = flags.DEFINE_string("runs_glob", None, "Glob of run directories (tables, figures).")
@@ -98,8 +105,12 @@ def _evaluate_one() -> str:
 
 
 def _table() -> str:
-    text = reports.assemble_table(
-        int(_TABLE.value),
+    assemble = (
+        reports.learning_rate_sweep
+        if _TABLE.value == "lr"
+        else functools.partial(reports.assemble_table, int(_TABLE.value))
+    )
+    text = assemble(
         _runs(),
         evaluate=not _NO_EVAL.value,
         max_batches=_MAX_BATCHES.value or None,

@@ -26,6 +26,7 @@ import json
 import math
 import os
 import pathlib
+import re
 import statistics
 import time
 from collections.abc import Sequence
@@ -55,6 +56,7 @@ __all__ = [
     "table_rows",
     "format_table",
     "assemble_table",
+    "learning_rate_sweep",
     "figure1_report",
 ]
 
@@ -109,7 +111,9 @@ def _fmt_int(value: float) -> str:
     return f"{int(value):,}"
 
 
-def config_label(config: dict, table: int, *, step: int | None = None, records=()) -> str:
+def config_label(
+    config: dict, table: int, *, step: int | None = None, records=(), learning_rate: bool = True
+) -> str:
     """A short description of the config a run used, for a table row.
 
     Always the hidden size, the updates trained and the batch size; "small config (paper: H=...)"
@@ -122,6 +126,8 @@ def config_label(config: dict, table: int, *, step: int | None = None, records=(
       table: 1, 2 or 3.
       step: the updates behind the number (the evaluated checkpoint); else the last logged step.
       records: the run's metrics.jsonl records (for the epoch count and the fallback step).
+      learning_rate: name the learning rate where it is not the paper's (False: never, for the
+        rows of a learning-rate sweep).
     """
     model, data = config.get("model", {}), config.get("data", {})
     setting = PAPER_SETTINGS[table]
@@ -160,6 +166,9 @@ def config_label(config: dict, table: int, *, step: int | None = None, records=(
     if variant == "normprop" and model.get("gamma_init") == "critical":
         parts.append("critical gamma_h")
     opt = config.get("opt", {})
+    lr = opt.get("learning_rate")
+    if learning_rate and lr is not None and not math.isclose(lr, setting["learning_rate"]):
+        parts.append(f"lr {lr:g} (paper: {setting['learning_rate']:g})")
     if "decay" in opt:
         schedule = opt.get("schedule", "exponential").replace("_", "-")
         parts.append(f"{schedule} decay {opt['decay']:g} per {opt.get('decay_every', 'update')}")
@@ -324,13 +333,27 @@ def _summarize(row: Row) -> None:
     times = [t for t in row.times if t is not None]
     row.s_per_epoch = statistics.median(times) if times else None
     names = [pathlib.Path(run).name for run in row.runs]
-    parents = {pathlib.Path(run).parent.name for run in row.runs}
-    name = names[0] if len(names) == 1 else (parents.pop() if len(parents) == 1 else names[0])
+    parents = {_seed_parent(run) for run in row.runs}
+    if len(names) == 1 and re.fullmatch(r"seed\d+", names[0]):
+        name = _seed_parent(row.runs[0])  # a study's seed<k>: its row's directory names it
+    elif len(names) == 1 or len(parents) > 1:
+        name = names[0]
+    else:
+        name = parents.pop()
     seeds = f" ({len(names)} runs)" if len(names) > 1 else ""
     row.name = name
     row.config = f"`{name}`{seeds}: {row.config}"
     row.run = ", ".join(row.runs)
     row.note = row.notes[0]
+
+
+def _seed_parent(run) -> str:
+    """The name of the directory holding a seed run: its parent's, or ``row/lr<x>`` where the
+    parent is a learning rate of a sweep (``results/lr_sweep/<row>/lr<x>/seed<k>``)."""
+    parent = pathlib.Path(run).parent
+    if re.fullmatch(r"lr[0-9.e+-]+", parent.name):
+        return f"{parent.parent.name}/{parent.name}"
+    return parent.name
 
 
 def _num(value: float | None, digits: int = 3) -> str:
@@ -479,6 +502,67 @@ def assemble_table(
             "normprop form runs normprop's program plus one multiply per step.\n"
         )
     return text
+
+
+# ----------------------------------------------------------------------------------------------
+# Learning rate per row (issue 19).
+
+
+def _sweep_rows(runs, evaluate: bool, max_batches: int | None) -> dict:
+    """``{row label without the rate: {learning rate: Row}}`` of Table 1's rows for ``runs``."""
+    out: dict[str, dict[float, Row]] = {}
+    for row in table_rows(1, runs, evaluate=evaluate, max_batches=max_batches):
+        if not row.runs or row.ours is None:
+            continue
+        config, records = read_config(row.runs[0]), read_metrics(row.runs[0])
+        family = f"{row.model}: " + config_label(config, 1, records=records, learning_rate=False)
+        out.setdefault(family, {})[config["opt"]["learning_rate"]] = row
+    return out
+
+
+def learning_rate_sweep(
+    runs: Sequence[str | os.PathLike],
+    *,
+    evaluate: bool = True,
+    max_batches: int | None = None,
+    step_times: dict | None = None,
+) -> str:
+    """The learning-rate sweep of Table 1's rows, then Table 1 at each row's best rate.
+
+    Runs that differ in ``opt.learning_rate`` alone are one row of the sweep (a column per
+    rate, the mean over seeds where a rate has several); the best rate is the lowest validation
+    bpc, and a best rate at the edge of those tried is flagged (the next rate out should be
+    tried). The tuned table is :func:`assemble_table` of the runs at each row's best rate.
+    """
+    families = _sweep_rows(runs, evaluate, max_batches)
+    rates = sorted({lr for by_lr in families.values() for lr in by_lr})
+    lines = [
+        "| Row | " + " | ".join(f"lr {lr:g}" for lr in rates) + " | best |",
+        "|---|" + "---|" * (len(rates) + 1),
+    ]
+    best_runs, edges = [], []
+    for family, by_lr in families.items():
+        best = min(by_lr, key=lambda lr: by_lr[lr].ours)
+        best_runs += by_lr[best].runs
+        cells = [_ours(by_lr[lr], 3) if lr in by_lr else "—" for lr in rates]
+        cells = [f"**{c}**" if lr == best else c for lr, c in zip(rates, cells, strict=True)]
+        lines.append(f"| {family} | " + " | ".join(cells) + f" | {best:g} |")
+        tried = sorted(by_lr)
+        if len(tried) > 1 and best in (tried[0], tried[-1]):
+            edges.append(
+                f"{family.split(':')[0]} (best {best:g}, tried {tried[0]:g}-{tried[-1]:g})"
+            )
+    text = (
+        "Learning-rate sweep (Table 1's protocol: validation bpc on length-100 windows; the mean "
+        "over seeds where a rate has several runs; best in bold):\n\n" + "\n".join(lines) + "\n"
+    )
+    if edges:
+        text += "\nBest at an edge of the rates tried (try the next one out): " + "; ".join(edges)
+        text += ".\n"
+    tuned = assemble_table(
+        1, best_runs, evaluate=evaluate, max_batches=max_batches, step_times=step_times
+    )
+    return text + "\nTable 1 at each row's best rate:\n\n" + tuned
 
 
 # ----------------------------------------------------------------------------------------------

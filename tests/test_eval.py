@@ -436,3 +436,33 @@ def test_eval_main_table(ptb_runs, tmp_path):
         capture_output=True, text=True, cwd=ROOT, timeout=120,
     )  # fmt: skip
     assert bad.returncode != 0 and "exactly one" in bad.stderr
+
+
+def test_learning_rate_sweep_picks_each_rows_best_rate_and_flags_edges(tmp_path):
+    """Runs that differ in the learning rate alone are one row of the sweep; the tuned table
+    takes the runs at each row's best rate (all its seeds)."""
+
+    def sweep_run(row, lr, seed, value, **model):
+        root = tmp_path / row / f"lr{lr:g}"
+        root.mkdir(parents=True, exist_ok=True)
+        run = _run(root, f"seed{seed}", variant=model.pop("variant", "normprop"), hidden=128)
+        config = json.loads((run / "config.json").read_text())
+        config["seed"], config["opt"]["learning_rate"] = seed, lr
+        config["model"].update(model)
+        (run / "config.json").write_text(json.dumps(config))
+        _eval_file(run, value)
+        return run
+
+    norm = [sweep_run("np", 1e-3, 0, 1.9), sweep_run("np", 2e-3, 0, 1.8)]
+    norm += [sweep_run("np", 4e-3, s, v) for s, v in enumerate((1.7, 1.72, 1.74))]
+    ln = [sweep_run("ln", lr, 0, v, variant="layernorm") for lr, v in ((1e-3, 1.8), (4e-3, 1.9))]
+    text = reports.learning_rate_sweep(norm + ln, evaluate=False)
+    sweep, tuned = text.split("Table 1 at each row's best rate:")
+    assert "| lr 0.001 | lr 0.002 | lr 0.004 | best |" in sweep
+    assert "| 1.900 | 1.800 | **1.720 ± 0.020 (n=3)** | 0.004 |" in sweep
+    assert "| **1.800** | — | 1.900 | 0.001 |" in sweep
+    assert "Norm Prop (best 0.004, tried 0.001-0.004)" in sweep  # both at an edge
+    assert "Layer Norm (best 0.001, tried 0.001-0.004)" in sweep
+    assert "1.720 ± 0.020 (n=3)" in tuned and "`np/lr0.004` (3 runs)" in tuned
+    assert "lr 0.004 (paper: 0.002)" in tuned and "`ln/lr0.001`" in tuned
+    assert "1.900" not in tuned  # the other rates are not in the tuned table
