@@ -8,19 +8,36 @@ measures Var[h_t] over batch and units for t >= ``--burn_in``. It reports, for e
 where at least one (H, seed) failed to converge, how many seeds converged at each H and the range
 of Var[h_t] over those runs; and a count of the failures per H.
 
+A calibration fails in one of two ways, counted apart: its Newton iteration does not meet the
+tolerance, or it meets it but the library's check on two independent input draws does not (the
+residual is noise-dominated). The script records the check draws' log stationary variances
+(through a wrapper around the library's private ``_log_stationary``) and reports their largest
+magnitude where the check passed and their smallest where it failed. ``--triples`` replaces the
+cube by a list, ``--per_run`` lists every run, and the header names the environment (OpenBLAS's
+kernel, whose QR makes the orthogonal weights, the CPUs, XLA_FLAGS), so that runs on other
+machines or under ``OPENBLAS_CORETYPE`` / ``taskset`` can be compared.
+
 Usage:
   .venv/bin/python benchmarks/calibration_region.py --out=/tmp/calibration_region.md
+  .venv/bin/python benchmarks/calibration_region.py --hidden_sizes=128 --input_size=64 \
+      --triples=0.5:2:0.5 --seeds=0,1,2,3,4,5,6,7 --batch_size=128 --steps=1000 --per_run
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import glob
 import itertools
+import os
 import time
 
 import jax
 import numpy as np
+import scipy
 import variance_grid
+
+from nprnn import variances
 
 # benchmarks/ is sys.path[0] when this file runs as a script.
 import harness
@@ -32,6 +49,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--hidden_sizes", default="64,128,256", help="comma-separated H (D = H)")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated init_params seeds")
     parser.add_argument("--gammas", default="0.1,0.5,1,2", help="the grid is the cube of these")
+    parser.add_argument(
+        "--triples", default="", help="instead of the cube: gx:gh:gc triples, comma-separated"
+    )
+    parser.add_argument("--input_size", type=int, default=0, help="D of the check (0: D = H)")
+    parser.add_argument("--per_run", action="store_true", help="also list every run")
     parser.add_argument("--batch_size", type=int, default=64, help="B of the check")
     parser.add_argument("--steps", type=int, default=400, help="T of the check")
     parser.add_argument("--burn_in", type=int, default=50, help="statistics over t >= burn_in")
@@ -40,27 +62,90 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def measure(args, hidden_size: int, seeds, triples):
+class CheckRecorder:
+    """Keeps the log stationary variances of the library's check draws.
+
+    ``normprop_variances`` runs its Newton iteration (``_simulated``) and then, when that met the
+    tolerance, evaluates ``_log_stationary`` on independent draws; the calls after ``_simulated``
+    returned are the check's. A benchmark-only wrapper around private functions.
+    """
+
+    def __init__(self):
+        self.checks, self._after_newton = [], False
+        log_stationary, simulated = variances._log_stationary, variances._simulated
+
+        def recording_log_stationary(*a, **k):
+            out = log_stationary(*a, **k)
+            if self._after_newton:
+                self.checks.append(float(np.max(np.abs(out))))
+            return out
+
+        def recording_simulated(*a, **k):
+            out = simulated(*a, **k)
+            self._after_newton = True
+            return out
+
+        variances._log_stationary = recording_log_stationary
+        variances._simulated = recording_simulated
+
+    def reset(self):
+        self.checks, self._after_newton = [], False
+
+
+def blas_core() -> str:
+    """The kernel family that scipy's OpenBLAS (jax's CPU LAPACK, so its QR) chose here."""
+    libs = glob.glob(os.path.dirname(scipy.__file__) + ".libs/*openblas*")
+    for path in libs:
+        lib = ctypes.CDLL(path)
+        for name in ("scipy_openblas_get_corename", "openblas_get_corename"):
+            if hasattr(lib, name):
+                getattr(lib, name).restype = ctypes.c_char_p
+                return getattr(lib, name)().decode()
+    return "unknown"
+
+
+def environment_line() -> str:
+    """What decides the last bits of the weights and of the simulation on this machine."""
+    cpu = harness.environment().get("cpu", "") or "?"
+    return (
+        f"CPU {cpu}; OpenBLAS core {blas_core()}; {len(os.sched_getaffinity(0))} of "
+        f"{os.cpu_count()} CPUs usable; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}, "
+        f"XLA_FLAGS={os.environ.get('XLA_FLAGS')}; jax {jax.__version__}"
+    )
+
+
+def measure(args, hidden_size: int, seeds, triples, recorder: CheckRecorder):
     """Calibrates and checks every (seed, triple) at one H.
 
     Returns:
-      ``{(seed, triple): {"converged": bool, "min": float, "max": float, "mean": float}}``.
+      ``{(seed, triple): {"converged": bool, "newton": bool, "check": [float], "min": float,
+      "max": float, "mean": float, "var_c": float, "var_h": float}}``: ``newton`` says whether
+      the Newton iteration met the tolerance, ``check`` holds max |log stationary variance| of
+      each check draw (empty where Newton failed).
     """
+    input_size = args.input_size or hidden_size
     run = variance_grid.make_runner(hidden_size, args.batch_size)
     xs = jax.random.normal(
-        jax.random.key(args.input_seed), (args.steps, args.batch_size, hidden_size)
+        jax.random.key(args.input_seed), (args.steps, args.batch_size, input_size)
     )
     out = {}
     for seed in seeds:
-        size_args = argparse.Namespace(seed=seed, input_size=hidden_size, hidden_size=hidden_size)
+        size_args = argparse.Namespace(seed=seed, input_size=input_size, hidden_size=hidden_size)
         for triple in triples:
-            params, consts, converged, _ = variance_grid.init_triple(size_args, triple, "simulated")
+            recorder.reset()
+            params, consts, converged, messages = variance_grid.init_triple(
+                size_args, triple, "simulated"
+            )
             var_t = np.asarray(run(params, consts, xs))[args.burn_in :]
             out[seed, triple] = {
                 "converged": converged,
+                "newton": not any("to tolerance" in m for m in messages),
+                "check": list(recorder.checks),
                 "min": float(var_t.min()),
                 "max": float(var_t.max()),
                 "mean": float(var_t.mean()),
+                "var_c": float(consts["var_c"]),
+                "var_h": float(consts["var_h"]),
             }
         failed = sum(not out[seed, t]["converged"] for t in triples)
         print(f"H={hidden_size} seed={seed}: {failed} of {len(triples)} not converged", flush=True)
@@ -88,16 +173,46 @@ def markdown(results, hidden_sizes, seeds, triples) -> str:
         lines.append(harness.markdown_row(cells))
     lines.append("")
     for h in hidden_sizes:
-        failed = [(s, t) for (s, t), r in results[h].items() if not r["converged"]]
-        ok = [r for r in results[h].values() if r["converged"]]
-        lines.append(
+        rows = results[h].values()
+        failed = [r for r in rows if not r["converged"]]
+        newton = sum(not r["newton"] for r in rows)
+        ok = [r for r in rows if r["converged"]]
+        text = (
             f"- H = {h}: {len(failed)} of {len(seeds) * len(triples)} (seed, triple) runs did "
-            f"not converge; where it converged, Var[h_t] (t >= burn-in) lay in "
-            f"[{variance_grid.fmt(min(r['min'] for r in ok))}, "
-            f"{variance_grid.fmt(max(r['max'] for r in ok))}], time means "
-            f"[{variance_grid.fmt(min(r['mean'] for r in ok))}, "
-            f"{variance_grid.fmt(max(r['mean'] for r in ok))}]."
+            f"not converge ({newton} in the Newton iteration, {len(failed) - newton} in the "
+            "check on independent draws)"
         )
+        passed = [c for r in ok for c in r["check"]]
+        caught = [max(r["check"]) for r in failed if r["check"]]
+        if passed:
+            text += f"; check draws where it converged: max |log| {max(passed):.4f}"
+        if caught:
+            text += f"; where it failed, a draw reached {min(caught):.4f} or more"
+        if ok:
+            text += (
+                f"; where it converged, Var[h_t] (t >= burn-in) lay in "
+                f"[{variance_grid.fmt(min(r['min'] for r in ok))}, "
+                f"{variance_grid.fmt(max(r['max'] for r in ok))}], time means "
+                f"[{variance_grid.fmt(min(r['mean'] for r in ok))}, "
+                f"{variance_grid.fmt(max(r['mean'] for r in ok))}]"
+            )
+        lines.append(text + ".")
+    return "\n".join(lines) + "\n"
+
+
+def per_run_table(results) -> str:
+    """One row per (H, seed, triple)."""
+    header = ["H", "seed", "gammas", "Newton", "check max abs log", "var_c", "var_h"]
+    header += ["Var[h_t] min", "max", "mean"]
+    lines = [harness.markdown_row(header), harness.markdown_rule(len(header))]
+    for h, runs in results.items():
+        for (seed, triple), r in runs.items():
+            check = max(r["check"]) if r["check"] else None
+            cells = [str(h), str(seed), ", ".join(variance_grid.fmt(g) for g in triple)]
+            cells += ["met tol" if r["newton"] else "**no**"]
+            cells += ["-" if check is None else f"{check:.3f}" + ("" if r["converged"] else " **")]
+            cells += [variance_grid.fmt(r[k]) for k in ("var_c", "var_h", "min", "max", "mean")]
+            lines.append(harness.markdown_row(cells))
     return "\n".join(lines) + "\n"
 
 
@@ -106,18 +221,26 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     hidden_sizes = [int(v) for v in args.hidden_sizes.split(",")]
     seeds = [int(v) for v in args.seeds.split(",")]
-    values = [float(v) for v in args.gammas.split(",")]
-    triples = list(itertools.product(values, repeat=3))
+    if args.triples:
+        triples = [tuple(float(g) for g in t.split(":")) for t in args.triples.split(",")]
+        grid = "the triples " + args.triples
+    else:
+        values = [float(v) for v in args.gammas.split(",")]
+        triples = list(itertools.product(values, repeat=3))
+        grid = f"every triple of {{{args.gammas}}}^3"
+    recorder = CheckRecorder()
     start = time.perf_counter()
-    results = {h: measure(args, h, seeds, triples) for h in hidden_sizes}
+    results = {h: measure(args, h, seeds, triples, recorder) for h in hidden_sizes}
     elapsed = time.perf_counter() - start
     text = (
-        f"Simulated calibration (`normprop_variances(method='simulated')`) at every triple of "
-        f"{{{args.gammas}}}^3, D = H, init seeds {args.seeds}; the check runs the calibrated "
+        f"Simulated calibration (`normprop_variances(method='simulated')`) at {grid}, "
+        f"D = {args.input_size or 'H'}, init seeds {args.seeds}; the check runs the calibrated "
         f"layer on x_t ~ N(0, 1), B = {args.batch_size}, T = {args.steps}, and takes Var[h_t] "
         f"over batch and units for t >= {args.burn_in}. Rows: the triples where at least one "
-        f"(H, seed) did not converge. Total {elapsed:.0f} s.\n\n"
+        f"(H, seed) did not converge. Total {elapsed:.0f} s. {environment_line()}.\n\n"
     ) + markdown(results, hidden_sizes, seeds, triples)
+    if args.per_run:
+        text += "\n" + per_run_table(results)
     print("\n" + text)
     with open(args.out, "w") as f:
         f.write(text)

@@ -149,16 +149,42 @@ def test_unit_variance_at_init_with_simulated_constants():
 
 
 def test_unit_variance_where_the_calibration_does_not_converge():
-    """A recurrence-dominated case found in review (H = 128, D = 64, parameter key 3, gammas
-    (0.5, 2, 0.5)): the calibration does not converge and says so, Var[h_t] swings over
-    [0.69, 1.08], but its time mean stays within 5% of 1."""
+    """A recurrence-dominated case (H = 128, D = 64, parameter key 3, gammas (0.5, 2, 0.5)).
+
+    Its stationary variance is noise-dominated: the calibrated constants, and so Var[h_t], depend
+    on the last bits of the weights, which differ between machines (the orthogonal init's QR runs
+    in the OpenBLAS that scipy ships, whose kernels depend on the CPU). What holds everywhere
+    (BENCHMARKS.md, "Portable statistical tests": 12 init seeds x 3 environments, and 1-ulp
+    changes of one weight): the calibration says it did not converge, and the time mean of
+    Var[h_t] stays within 20% of 1 (measured 0.89-1.12; the analytic constants give 2.05 here).
+    Single steps are not bounded: they fell to 0.30 in one of those runs.
+    """
     with jax.enable_x64(False):
         variances, converged = unit_variance_run(
             (0.5, 2.0, 0.5), "simulated", seed=3, hidden=128, inputs=64
         )
     assert not converged
-    assert 0.95 <= variances.mean() <= 1.05, variances.mean()
-    assert variances.min() < 0.9  # why the per-step bound is not asserted here
+    assert 0.8 <= variances.mean() <= 1.2, variances.mean()
+
+
+def test_simulated_calibration_is_checked_on_independent_draws(monkeypatch):
+    """A Newton iteration can meet the tolerance by chance on a noise-dominated residual; the
+    check on independent input draws then warns (and the constants are still returned). At a
+    stationary triple the check passes silently (its draws land within 1.1 tol at (2, 2, 1),
+    H = 64, 3 seeds; the bound is 4 tol)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # none at the paper's PTB gammas
+        nprnn.normprop_variances(2.0, 2.0, 1.0, method="simulated", hidden_size=64)
+
+    def lucky_newton(w_h, zx, gammas, start, **kwargs):
+        return np.log(start), np.zeros(2)  # "converged" at once, at the analytic constants
+
+    monkeypatch.setattr(nprnn.variances, "_simulated", lucky_newton)
+    gammas = (0.5, 2.0, 0.5)  # analytic constants: Var[h] about 2 in the simulation
+    with pytest.warns(RuntimeWarning, match="did not converge to a reproducible value") as record:
+        got = nprnn.normprop_variances(*gammas, method="simulated", hidden_size=64)
+    assert sum("reproducible" in str(w.message) for w in record) == 1
+    assert got == pytest.approx(nprnn.normprop_variances(*gammas), rel=1e-12)
 
 
 def test_unit_variance_at_init_with_analytic_constants():
