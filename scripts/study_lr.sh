@@ -24,8 +24,7 @@ OUT=results/lr_sweep${HIDDEN:+_h$HIDDEN}
 RUNS=$RUNS${HIDDEN:+_h$HIDDEN}
 CONFIG=configs/ptb_char_study.py
 
-# row name -> config overrides (the rows of scripts/study_table1.sh, plus the simulated
-# calibration at the critical gamma_h, which no paper has)
+source scripts/ptb_rows.sh  # ROWS: row name -> config overrides
 declare -A ROWS=(
   [lstm]="--config.model.variant=lstm"
   [layernorm]="--config.model.variant=layernorm"

@@ -21,17 +21,7 @@ STEPS=${STEPS:-}
 OUT=results/table1${STEPS:+_$STEPS}
 CONFIG=configs/ptb_char_study.py
 
-# row name -> config overrides
-declare -A ROWS=(
-  [lstm]="--config.model.variant=lstm"
-  [weightnorm]="--config.model.variant=weightnorm"
-  [layernorm]="--config.model.variant=layernorm"
-  [batchnorm]="--config.model.variant=batchnorm"
-  [normprop_paper]="--config.model.variant=normprop --config.model.compensation=paper"
-  [normprop_released]="--config.model.variant=normprop --config.model.compensation=released"
-  [normprop_critical]="--config.model.variant=normprop --config.model.gamma_init=critical"
-  [normprop_paper_expdecay]="--config.model.variant=normprop --config.opt.schedule=exponential"
-)
+source scripts/ptb_rows.sh  # ROWS: row name -> config overrides
 ORDER=${ORDER:-"lstm normprop_paper normprop_released layernorm batchnorm weightnorm
   normprop_critical normprop_paper_expdecay"}
 
