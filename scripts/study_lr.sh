@@ -25,14 +25,6 @@ RUNS=$RUNS${HIDDEN:+_h$HIDDEN}
 CONFIG=configs/ptb_char_study.py
 
 source scripts/ptb_rows.sh  # ROWS: row name -> config overrides
-declare -A ROWS=(
-  [lstm]="--config.model.variant=lstm"
-  [layernorm]="--config.model.variant=layernorm"
-  [batchnorm]="--config.model.variant=batchnorm"
-  [normprop_released]="--config.model.variant=normprop --config.model.compensation=released"
-  [normprop_critical]="--config.model.variant=normprop --config.model.gamma_init=critical"
-  [normprop_critical_simulated]="--config.model.variant=normprop --config.model.gamma_init=critical --config.model.variance_method=simulated"
-)
 ORDER=${ORDER:-"normprop_critical_simulated lstm layernorm batchnorm normprop_critical
   normprop_released"}
 
