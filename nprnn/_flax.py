@@ -1,19 +1,19 @@
 """What nprnn.linen and nprnn.nnx share: the carry, the checks, one step and one sequence over the
 functional core, nn.RNN's layout, and the unit-norm projection of parameter trees; imports nprnn
-(the public API), nprnn._lstm and nprnn._validate.
+(the public API), nprnn._lstm, nprnn._validate and nprnn.projection.
 
 Nothing here computes an LSTM: a step is :func:`nprnn.lstm_step`, a sequence
-:func:`nprnn.run_sequence`, the parameters come from :func:`nprnn.init_params`, the projection is
-:func:`nprnn.project_unit_norm`. The functions here take and return plain arrays and dicts, so
-that a linen module (variables in collections) and an nnx module (variables as attributes) call
-them alike. ``import nprnn`` does not load this module; ``import nprnn.linen`` or
-``import nprnn.nnx`` does (it needs flax and optax).
+:func:`nprnn.run_sequence`, the parameters come from :func:`nprnn.init_params`, the projection of a
+tree is :mod:`nprnn.projection`'s (the training loop's). The functions here take and return plain
+arrays and dicts, so that a linen module (variables in collections) and an nnx module (variables
+as attributes) call them alike. ``import nprnn`` does not load this module; ``import
+nprnn.linen`` or ``import nprnn.nnx`` does (it needs flax and optax).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +21,7 @@ import optax
 from flax.linen.recurrent import flip_sequences
 
 import nprnn
-from nprnn import _validate
+from nprnn import _validate, projection
 from nprnn._lstm import COMPENSATIONS, check_variant
 
 __all__ = [
@@ -57,11 +57,9 @@ LAYER_SETTINGS = (
 )
 CALL_OVERRIDES = ("time_major", "return_carry", "reverse", "keep_order")
 
+
 # The names of a weight-normalized LSTM layer's parameters (init_params' layout): weightnorm and
 # normprop have gamma_x and gamma_h but no beta_c (which layernorm and batchnorm have).
-_WEIGHT_NORM_NAMES = frozenset({"w_x", "w_h", "gamma_x", "gamma_h"})
-
-
 class LSTMCarry(NamedTuple):
     """The carry of the Flax cells and layers: the LSTM state and, for batchnorm, a time index.
 
@@ -350,52 +348,7 @@ def run_in_layout(
 
 
 # ----------------------------------------------------------------------------------------------
-# The unit-norm projection over a parameter tree.
-
-
-def _key_name(entry) -> Any:
-    for attr in ("key", "name", "idx"):
-        if hasattr(entry, attr):
-            return getattr(entry, attr)
-    return entry
-
-
-def _unboxed(path):
-    """``path`` without the last entry of a boxed leaf (the ``.value`` of an ``nnx.Variable`` in
-    an ``nnx.State``), so that a leaf's name is its variable's."""
-    last = path[-1] if path else None
-    if isinstance(last, jax.tree_util.GetAttrKey) and last.name == "value":
-        return path[:-1]
-    return path
-
-
-def _weight_norm_layers(tree):
-    """The leaves of ``tree``, its structure, and ``{layer path: {"w_x": i, "w_h": i}}`` (leaf
-    indices) for every weight-normalized LSTM layer in it."""
-    flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
-    paths = [tuple(_key_name(e) for e in _unboxed(path)) for path, _ in flat]
-    children = {}
-    for i, path in enumerate(paths):
-        children.setdefault(path[:-1], {})[path[-1]] = i
-    layers = {
-        parent: {"w_x": names["w_x"], "w_h": names["w_h"]}
-        for parent, names in children.items()
-        if _WEIGHT_NORM_NAMES <= set(names) and "beta_c" not in names
-    }
-    return [leaf for _, leaf in flat], treedef, layers
-
-
-def _projected_leaves(tree) -> tuple[list, Any, set]:
-    """``tree``'s leaves with every weight-normalized layer's ``w_x``, ``w_h`` replaced by
-    :func:`nprnn.project_unit_norm`'s; its structure; the indices of the leaves replaced."""
-    leaves, treedef, layers = _weight_norm_layers(tree)
-    replaced = set()
-    for index in layers.values():
-        projected = nprnn.project_unit_norm({k: leaves[i] for k, i in index.items()})
-        for k, i in index.items():
-            leaves[i] = projected[k]
-            replaced.add(i)
-    return leaves, treedef, replaced
+# The unit-norm projection over a parameter tree: nprnn.projection's, the one training uses too.
 
 
 def project_unit_norm(tree):
@@ -406,7 +359,8 @@ def project_unit_norm(tree):
     mapping in the tree with ``w_x``, ``w_h``, ``gamma_x`` and ``gamma_h`` and without
     ``beta_c``: the weightnorm and normprop layers of :func:`nprnn.init_params` (a plain LSTM has
     no gammas; layernorm and batchnorm have ``beta_c``). Their ``w_x``, ``w_h`` are rescaled;
-    every other leaf is returned as it is. Jit-able.
+    every other leaf is returned as it is. Jit-able. The same rule as the training loop's
+    (:func:`nprnn.projection.project_tree`).
 
     Args:
         tree: a pytree of arrays.
@@ -423,8 +377,7 @@ def project_unit_norm(tree):
         >>> float(out["lstm"]["w_x"][0, 0]), float(out["dense"]["w_x"][0, 0])
         (0.7071067690849304, 1.0)
     """
-    leaves, treedef, _ = _projected_leaves(tree)
-    return treedef.unflatten(leaves)
+    return projection.project_tree(tree)
 
 
 def unit_norm_projection() -> optax.GradientTransformation:
@@ -433,10 +386,10 @@ def unit_norm_projection() -> optax.GradientTransformation:
     Put it last in a chain (``optax.chain(optax.adam(lr), unit_norm_projection())``): for the
     ``w_x``, ``w_h`` of every weight-normalized layer (see :func:`project_unit_norm`) it turns
     the update ``u`` into ``P(p + u) - p``, so that ``optax.apply_updates`` gives the projected
-    weights ``P(p + u)`` (up to one float rounding of ``p + (P(p + u) - p)``; the layer's output
-    does not depend on the weights' norm, only the effective learning rate does). Other leaves'
-    updates pass through unchanged. It needs the parameters: ``tx.update(grads, state,
-    params)``, which ``nnx.Optimizer`` and the usual linen training loops pass.
+    weights ``P(p + u)`` (up to one float rounding). It needs the parameters:
+    ``tx.update(grads, state, params)``, which ``nnx.Optimizer`` and the usual linen training
+    loops pass. The transformation ``train.py`` puts in its own chain
+    (:func:`nprnn.projection.unit_norm_projection`).
 
     Returns:
         A stateless ``optax.GradientTransformation``.
@@ -444,21 +397,4 @@ def unit_norm_projection() -> optax.GradientTransformation:
     Raises:
         ValueError: at ``update`` without ``params``.
     """
-
-    def init_fn(params):
-        del params
-        return optax.EmptyState()
-
-    def update_fn(updates, state, params=None):
-        if params is None:
-            raise ValueError(
-                "unit_norm_projection needs the parameters: call tx.update(grads, state, params)"
-            )
-        projected, treedef, replaced = _projected_leaves(optax.apply_updates(params, updates))
-        param_leaves = treedef.flatten_up_to(params)
-        update_leaves = treedef.flatten_up_to(updates)
-        for i in replaced:
-            update_leaves[i] = (projected[i] - param_leaves[i]).astype(update_leaves[i].dtype)
-        return treedef.unflatten(update_leaves), state
-
-    return optax.GradientTransformation(init_fn, update_fn)
+    return projection.unit_norm_projection()

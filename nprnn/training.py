@@ -1,5 +1,5 @@
 """The training loop: one jitted step, evaluation, metrics, orbax checkpoints, exact resume;
-imports nprnn, nprnn._validate, nprnn._lstm, nprnn.checkpoints, nprnn.configs, nprnn.distributed,
+imports nprnn._validate, nprnn.checkpoints, nprnn.configs, nprnn.distributed, nprnn.projection,
 nprnn.runs and nprnn.tasks.
 
 ``train_and_evaluate(config, workdir)`` trains the task of ``config`` (see ``configs/``) and
@@ -25,9 +25,9 @@ Several processes (``train.py --distributed``, :mod:`nprnn.distributed`) run thi
 one mesh of all their devices, data parallel; process 0 alone writes the run's files and reports
 progress, and every process takes part in orbax's saves and restores.
 
-May import from nprnn: the package's public functions (``nprnn.project_unit_norm``),
-``nprnn._validate``, ``nprnn._lstm`` (the column norm), ``nprnn.checkpoints``, ``nprnn.configs``,
-``nprnn.distributed``, ``nprnn.runs`` and ``nprnn.tasks``.
+May import from nprnn: ``nprnn._validate``, ``nprnn.checkpoints``,
+``nprnn.configs``, ``nprnn.distributed``, ``nprnn.projection`` (the unit-norm projection, last in
+the optimizer's chain), ``nprnn.runs`` and ``nprnn.tasks``.
 Reports go to absl logging, never to stdout.
 """
 
@@ -49,9 +49,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 from tqdm import tqdm
 
-import nprnn
-from nprnn import _validate, checkpoints, configs, distributed, runs
-from nprnn._lstm import column_norm
+from nprnn import _validate, checkpoints, configs, distributed, projection, runs
 from nprnn.tasks import build_task
 
 __all__ = [
@@ -72,8 +70,10 @@ class TrainingDiverged(FloatingPointError):
     """The loss became NaN or Inf."""
 
 
-def make_optimizer(opt, steps_per_epoch: int) -> tuple[optax.GradientTransformation, Any]:
-    """Adam with global-norm clipping and a decaying learning rate.
+def make_optimizer(
+    opt, steps_per_epoch: int, projections: dict | None = None
+) -> tuple[optax.GradientTransformation, Any]:
+    """Adam with global-norm clipping and a decaying learning rate, then the unit-norm projection.
 
     With ``k`` the update count and ``period`` 1 (``opt.decay_every="update"``) or the number of
     updates per epoch (``"epoch"``), continuous rather than a staircase:
@@ -81,6 +81,10 @@ def make_optimizer(opt, steps_per_epoch: int) -> tuple[optax.GradientTransformat
     * ``opt.schedule="exponential"``: ``opt.learning_rate * (1 - opt.decay) ** (k / period)``;
     * ``opt.schedule="inverse_time"``: ``opt.learning_rate / (1 + opt.decay * k / period)``, the
       schedule of the authors' released DRAW code.
+
+    ``projections`` (``{"cells": bool, "linears": bool}``), where one is true, puts
+    :func:`nprnn.projection.unit_norm_projection` last in the chain: the updated weights of the
+    weight-normalized layers land on unit-norm columns (the paper's section 3.3).
 
     Returns:
         ``(optimizer, schedule)``.
@@ -103,22 +107,9 @@ def make_optimizer(opt, steps_per_epoch: int) -> tuple[optax.GradientTransformat
     if opt.clip_norm and opt.clip_norm > 0:
         parts.append(optax.clip_by_global_norm(opt.clip_norm))
     parts.append(optax.adam(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps))
+    if projections and any(projections.values()):
+        parts.append(projection.unit_norm_projection(**projections))
     return optax.chain(*parts), schedule
-
-
-def _project_unit_norm(params, *, cells: bool, linears: bool):
-    """Projects the weights of a nested parameter structure to unit-norm columns: every LSTM
-    cell's ``w_x``, ``w_h`` (``cells``; :func:`nprnn.project_unit_norm`) and every
-    weight-normalized linear layer's ``w`` (``linears``; a dict with ``w`` and ``gamma``)."""
-    if isinstance(params, dict):
-        if cells and {"w_x", "w_h", "gamma_x"} <= params.keys():
-            return nprnn.project_unit_norm(params)
-        if linears and {"w", "gamma"} <= params.keys():
-            return dict(params, w=params["w"] / column_norm(params["w"]))
-        return {k: _project_unit_norm(v, cells=cells, linears=linears) for k, v in params.items()}
-    if isinstance(params, list | tuple):
-        return type(params)(_project_unit_norm(v, cells=cells, linears=linears) for v in params)
-    return params
 
 
 class QuietOrbax:
@@ -194,7 +185,8 @@ def check_workdir(config, workdir: str | os.PathLike) -> None:
 
 
 def _projections(config) -> dict:
-    """What is projected to unit norm after every update (and at step 0)."""
+    """What is projected to unit norm after every update (and at step 0): the keyword arguments
+    of :func:`nprnn.projection.project_tree`."""
     return {
         "cells": configs.unit_norm_projection(config),
         "linears": config.task == "draw" and config.model.weight_norm_linear,
@@ -205,7 +197,7 @@ def _initial_state(config, task, tx, seed: int) -> dict:
     """The training state at step 0 of the run of ``seed``."""
     init_key, train_key = jax.random.split(jax.random.key(seed))
     params, consts, model_state = task.init(init_key)
-    params = _project_unit_norm(params, **_projections(config))
+    params = projection.project_tree(params, **_projections(config))
     return {
         "params": params,
         "consts": consts,
@@ -337,8 +329,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, restart: bool = Fa
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
     task = build_task(config)
-    tx, schedule = make_optimizer(config.opt, task.steps_per_epoch)
-    projections = _projections(config)
+    tx, schedule = make_optimizer(config.opt, task.steps_per_epoch, _projections(config))
     state = initial_states(config, task, tx)
     tc = config.train
     if tc.num_seeds == 1:  # placed before the restore, which then restores onto the mesh
@@ -371,8 +362,7 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, restart: bool = Fa
 
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-        params = optax.apply_updates(state["params"], updates)
-        params = _project_unit_norm(params, **projections)
+        params = optax.apply_updates(state["params"], updates)  # projected by tx
         new_state = dict(
             state,
             params=params,
@@ -583,7 +573,7 @@ def load_run(workdir: str | os.PathLike, config=None):
         config = json.loads(path.read_text())
     config = configs.with_defaults(config)
     task = build_task(config)  # validates the config
-    tx, _ = make_optimizer(config.opt, task.steps_per_epoch)
+    tx, _ = make_optimizer(config.opt, task.steps_per_epoch, _projections(config))
     target = initial_states(config, task, tx)
     manager = checkpoints.manager(workdir / "checkpoints")
     state, step, _ = checkpoints.restore_latest(manager, target)

@@ -24,7 +24,7 @@ from fake_data import REPO, TINY_FLAGS, run_train_py, tiny_ptb_config, write_fak
 
 import nprnn
 from nprnn import configs as base
-from nprnn import evaluation, reports, runs, training
+from nprnn import evaluation, projection, reports, runs, training
 from nprnn.data import load_ptb_chars, text
 from nprnn.replicas import ReplicaFailed, train_in_processes
 from nprnn.tasks import build_task
@@ -142,7 +142,7 @@ def test_unit_norm_projection_after_updates(run, data_dir, tmp_path):
 def test_projection_reaches_cells_and_weight_normalized_linears():
     rng = np.random.default_rng(0)
     cell = {k: jnp.asarray(rng.normal(size=(3, 8))) for k in ("w_x", "w_h")}
-    cell["gamma_x"] = jnp.ones(8)
+    cell["gamma_x"] = cell["gamma_h"] = jnp.ones(8)
     wn_layer = {"w": jnp.asarray(rng.normal(size=(4, 5))), "gamma": jnp.ones(5), "b": jnp.ones(5)}
     plain = {"w": jnp.asarray(rng.normal(size=(4, 5))), "b": jnp.ones(5)}
     params = {"encoder": cell, "mu": wn_layer, "head": plain, "layers": [cell]}
@@ -150,12 +150,12 @@ def test_projection_reaches_cells_and_weight_normalized_linears():
     def norms(tree):
         return np.linalg.norm(np.asarray(tree["w" if "w" in tree else "w_h"]), axis=0)
 
-    out = training._project_unit_norm(params, cells=True, linears=True)
+    out = projection.project_tree(params, cells=True, linears=True)
     for path in (("encoder",), ("mu",), ("layers", 0)):
         node = functools.reduce(lambda t, k: t[k], path, out)
         np.testing.assert_allclose(norms(node), 1.0, rtol=1e-6, err_msg=str(path))
     np.testing.assert_array_equal(out["head"]["w"], plain["w"])  # a plain layer is left alone
-    only_cells = training._project_unit_norm(params, cells=True, linears=False)
+    only_cells = projection.project_tree(params, cells=True, linears=False)
     np.testing.assert_array_equal(only_cells["mu"]["w"], wn_layer["w"])
     np.testing.assert_allclose(norms(only_cells["encoder"]), 1.0, rtol=1e-6)
 
