@@ -258,19 +258,11 @@ def run_layer(
         ``(carry, hs, new_bn_stats)``: the state after each example's last valid step, its ``t``
         advanced by ``seq_lengths`` (else T); ``hs`` [T, *batch, H], zero at padded steps;
         ``new_bn_stats`` (batchnorm in training, else None) with rows ``t0 .. t0 + T - 1``
-        replaced by their moving averages.
-
-    Raises:
-        ValueError: batchnorm in training with more steps than the statistics have rows.
+        replaced by their moving averages; the steps at and beyond ``max_steps`` update the last
+        row, the one inference reads there (:func:`nprnn.update_bn_stats`).
     """
-    steps = xs.shape[0]
     moments_wanted = training and variant == "batchnorm"
-    if moments_wanted and steps > bn_stats["c"]["mean"].shape[0]:
-        raise ValueError(
-            f"a training sequence of {steps} steps needs batch statistics of at least as many rows;"
-            f" the cell has max_steps={bn_stats['c']['mean'].shape[0]}"
-        )
-    advance = steps if seq_lengths is None else seq_lengths
+    advance = xs.shape[0] if seq_lengths is None else seq_lengths
     carry, xs, restore = _one_batch_axis(carry, xs, lead=1)
     t0 = 0 if carry.t is None else jnp.max(carry.t)
     state, out = nprnn.run_sequence(

@@ -256,3 +256,24 @@ def test_linen_layer_continuing_a_carry_at_max_steps_under_jit():
     expected = np_update(stats, moments, momentum, MAX_STEPS)
     for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(expected), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_linen_layer_trains_on_a_sequence_longer_than_max_steps():
+    """A training sequence of 2 max_steps steps from t = 0: the layer (one run_sequence) updates
+    rows 0..2 once and row 3 with steps 3..7, as the step cell in nn.RNN does."""
+    cell = nprnn.linen.LSTMCell(H, "batchnorm", max_steps=MAX_STEPS, deterministic=False)
+    layer = nprnn.linen.LSTM(cell, time_major=True)
+    rnn = nn.RNN(cell, time_major=True, **nprnn.linen.rnn_options(cell))
+    xs = jax.random.normal(jax.random.key(1), (2 * MAX_STEPS, B, D), jnp.float32)
+    variables = layer.init(jax.random.key(0), xs)
+    hs, new = layer.apply(variables, xs, mutable=["batch_stats"])
+    hs_rnn, stepped = rnn.apply(variables, xs, mutable=["batch_stats"])
+    np.testing.assert_allclose(hs, hs_rnn, rtol=1e-5, atol=1e-6)
+    stats = variables["batch_stats"]["cell"]["bn_stats"]
+    new, stepped = (
+        new["batch_stats"]["cell"]["bn_stats"],
+        stepped["batch_stats"]["cell"]["bn_stats"],
+    )
+    assert rows_changed(stats, new) == list(range(MAX_STEPS))
+    for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(stepped), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
