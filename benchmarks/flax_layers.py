@@ -11,7 +11,8 @@ parameters (``--optimizer=adam`` adds an ``optax.adam`` update). The models:
   ``nn.Dense`` (the sequence layer: one ``run_sequence`` call);
 * ``nnx LSTM``: ``nprnn.nnx.LSTM`` and ``nnx.Linear``, differentiated through
   ``nnx.split`` / ``nnx.merge`` inside ``jax.jit`` (no per-call graph traversal in the timing);
-* ``nn.RNN(cell)``: ``nn.RNN(nprnn.linen.LSTMCell(H, variant))``: the cell in flax's scan
+* ``nn.RNN(cell)``: ``nn.RNN(cell, **nprnn.linen.rnn_options(cell))`` of
+  ``cell = nprnn.linen.LSTMCell(H, variant)``: the cell in flax's scan
   (weight normalization at every step, autodiff of the scan);
 * ``flax_lstm``: ``nn.RNN(nn.OptimizedLSTMCell(H))``, flax's own (``models.build_flax``).
 
