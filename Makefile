@@ -28,4 +28,4 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 
 test: $(STAMP) lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --durations=20
