@@ -15,6 +15,11 @@ Figures 2 and 3 (learning curves from metrics.jsonl) and Figure 1 (gradient flow
 
     python eval.py --figure=2 --runs=runs/ptb_lstm,runs/ptb_np --out=runs/figure2.png
     python eval.py --figure=1 [--out_dir=runs/figure1] [--grid=12]
+
+The width series (Table 1's rows at several H; at each H the best learning rate given):
+
+    python eval.py --figure=width --runs_glob='results/lr_sweep*/*/*/seed*' --no_eval \
+        --out=results/width.png
 """
 
 from __future__ import annotations
@@ -52,7 +57,13 @@ _TABLE = flags.DEFINE_enum(
     "Assemble the paper's Table 1, 2 or 3; 'lr': the learning-rate sweep of Table 1's rows, "
     "then Table 1 at each row's best rate.",
 )
-_FIGURE = flags.DEFINE_enum("figure", None, ["1", "2", "3"], "Make the paper's Figure 1, 2 or 3.")
+_FIGURE = flags.DEFINE_enum(
+    "figure",
+    None,
+    ["1", "2", "3", "width"],
+    "Make the paper's Figure 1, 2 or 3; 'width': validation bpc against H of Table 1's runs "
+    "(also prints the width table).",
+)
 _RUNS = flags.DEFINE_string("runs", None, "Comma-separated run directories (tables, figures).")
 _RUNS_GLOB = flags.DEFINE_string("runs_glob", None, "Glob of run directories (tables, figures).")
 _NO_EVAL = flags.DEFINE_bool(
@@ -65,7 +76,10 @@ _STEP_TIMES = flags.DEFINE_string(
     "instead of the rates the runs logged.",
 )
 _OUT = flags.DEFINE_string(
-    "out", None, "Figures 2/3: the PNG (default runs/figure<N>.png); tables: a Markdown file."
+    "out",
+    None,
+    "Figures 2/3 and width: the PNG (default runs/figure<N>.png, runs/figure_width.png); tables: "
+    "a Markdown file.",
 )
 _OUT_DIR = flags.DEFINE_string("out_dir", "runs/figure1", "Figure 1: output directory.")
 _GRID = flags.DEFINE_integer("grid", 12, "Figure 1: points per gamma axis (log-spaced).")
@@ -146,6 +160,14 @@ def _learning_curves() -> str:
     return f"wrote {plots.plot_learning_curves(_runs(), out, metric=metric, title=title)}"
 
 
+def _width() -> str:
+    series = reports.width_series(
+        _runs(), evaluate=not _NO_EVAL.value, max_batches=_MAX_BATCHES.value or None
+    )
+    out = _OUT.value or "runs/figure_width.png"
+    return reports.width_table(series) + f"\nwrote {plots.plot_width(series, out)}"
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -159,7 +181,7 @@ def main(argv):
     elif _TABLE.value:
         mode = _table
     else:
-        mode = _figure1 if _FIGURE.value == "1" else _learning_curves
+        mode = {"1": _figure1, "width": _width}.get(_FIGURE.value, _learning_curves)
     try:
         print(mode())
     except (FileNotFoundError, ValueError, DataError) as err:

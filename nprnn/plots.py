@@ -4,6 +4,8 @@
   gradient flow at initialization against ``gamma_x`` and ``gamma_h``).
 * :func:`plot_learning_curves`: Figures 2 and 3, training (dashed) and validation (solid)
   curves against updates, from ``metrics.jsonl``.
+* :func:`plot_width`: validation bpc against the width H, with the paper's H = 1000 numbers
+  (issue 19's width series).
 * :func:`save_draw_images`: DRAW samples and their canvas over the glimpses.
 
 matplotlib is imported inside each function (an optional dependency, with the ``Agg`` backend).
@@ -15,7 +17,6 @@ References:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import pathlib
@@ -24,10 +25,10 @@ from collections.abc import Sequence
 import numpy as np
 
 import nprnn
-from nprnn.paper import FIGURE1_POINTS, VARIANT_NAMES
-from nprnn.runs import CHAR_TASKS, read_config, read_metrics
+from nprnn.paper import FIGURE1_POINTS, PAPER_SETTINGS, PAPER_TABLE1, VARIANT_NAMES
+from nprnn.runs import CHAR_TASKS, config_key, read_config, read_metrics
 
-__all__ = ["plot_figure1", "plot_learning_curves", "save_draw_images"]
+__all__ = ["plot_figure1", "plot_learning_curves", "plot_width", "save_draw_images"]
 
 
 def _pyplot():
@@ -123,27 +124,12 @@ def plot_figure1(
 # Figures 2 and 3.
 
 
-#: Train settings that say how the seeds were run, not what was trained.
-_REPLICA_FIELDS = ("num_seeds", "replicas")
-
-
-def _row_key(config: dict) -> str:
-    """What makes runs the same row of a figure: their config, less the seed, the data path and
-    how the seeds were run (a run of 3 replicas is a row with 3 separate runs of the seeds, vmapped
-    or in processes)."""
-    config = {k: v for k, v in config.items() if k != "seed"}
-    config["data"] = {k: v for k, v in config.get("data", {}).items() if k != "dir"}
-    train = config.get("train", {})
-    config["train"] = {k: v for k, v in train.items() if k not in _REPLICA_FIELDS}
-    return json.dumps(config, sort_keys=True, default=str)
-
-
 def _group_runs(runs: Sequence[str | os.PathLike]) -> list[tuple[dict, list]]:
     """Runs grouped into rows (seeds of one config), in the order of their first run."""
     groups: dict[str, tuple[dict, list]] = {}
     for run in runs:
         config = read_config(run)
-        groups.setdefault(_row_key(config), (config, []))[1].append(run)
+        groups.setdefault(config_key(config), (config, []))[1].append(run)
     return list(groups.values())
 
 
@@ -256,6 +242,72 @@ def plot_learning_curves(
     ax.grid(alpha=0.3)
     if valid_max:
         ax.set_ylim(top=1.15 * max(valid_max))
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    out = pathlib.Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# The width series.
+
+
+def plot_width(series, out: str | os.PathLike) -> pathlib.Path:
+    """Validation bpc against the width H (log axis): one line per row of
+    :func:`nprnn.reports.width_series`, ± one standard deviation over its seeds, and the paper's
+    H = 1000 numbers (Table 1) as open markers in the colour of their variant's first row.
+
+    Args:
+      series: :class:`nprnn.reports.WidthSeries` (anything with ``name``, ``variant`` and
+        ``rows``: ``{H: row}`` with ``ours``, ``ours_std`` and ``n``).
+      out: the PNG to write.
+
+    Returns:
+      The path written.
+
+    Raises:
+      ValueError: when ``series`` is empty.
+    """
+    if not series:
+        raise ValueError("no runs to plot: the width figure needs Table 1 runs (char-level PTB)")
+    plt = _pyplot()
+    palette = plt.get_cmap("tab10").colors
+    colours = dict(zip(nprnn.VARIANTS, palette, strict=False))
+    extra = iter(palette[len(nprnn.VARIANTS) :] * 4)
+    seen: dict[str, tuple] = {}
+    fig, ax = plt.subplots(figsize=(9, 5))
+    widths = sorted({h for s in series for h in s.rows} | {PAPER_SETTINGS[1]["hidden_size"]})
+    for s in series:
+        colour = next(extra) if s.variant in seen else colours.get(s.variant, "k")
+        seen.setdefault(s.variant, colour)
+        hs = sorted(s.rows)
+        mean = [s.rows[h].ours for h in hs]
+        std = [s.rows[h].ours_std or 0.0 for h in hs]
+        label = f"{s.name} (n={'/'.join(str(s.rows[h].n) for h in hs)})"
+        ax.errorbar(hs, mean, yerr=std, color=colour, marker="o", capsize=3, label=label)
+    for variant, colour in seen.items():
+        if variant in PAPER_TABLE1:
+            name, bpc = PAPER_TABLE1[variant][:2]
+            ax.plot(
+                PAPER_SETTINGS[1]["hidden_size"],
+                bpc,
+                marker="D",
+                mfc="none",
+                color=colour,
+                linestyle="none",
+                label=f"paper: {name}, H=1000",
+            )
+    ax.set_xscale("log")
+    ax.minorticks_off()
+    ax.set_xticks(widths)
+    ax.set_xticklabels([str(h) for h in widths])
+    ax.set_xlabel("hidden units H (log scale)")
+    ax.set_ylabel("validation bits per character")
+    ax.set_title("Char-level PTB: validation bpc against width (ours ± std over seeds)")
+    ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     out = pathlib.Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

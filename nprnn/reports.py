@@ -1,6 +1,7 @@
-"""Tables 1-3 and the Figure 1 summary; imports paper, runs, evaluation, gradient_flow, plots.
+"""Tables 1-3, the width series and the Figure 1 summary; imports paper, runs, evaluation,
+gradient_flow, plots and configs.
 
-The text that ``eval.py --table`` and ``eval.py --figure=1`` print (the imports are the
+The text that ``eval.py --table``, ``--figure=width`` and ``--figure=1`` print (the imports are the
 ``nprnn`` modules of those names):
 
 * :func:`table_rows` and :func:`format_table` (:func:`assemble_table` does both): the runs laid
@@ -11,6 +12,10 @@ The text that ``eval.py --table`` and ``eval.py --figure=1`` print (the imports 
   evaluation files when they exist and are not older than the run's newest checkpoint, and
   from a fresh evaluation (written to the run) otherwise
   (:func:`nprnn.evaluation.stored_or_evaluate`).
+* :func:`width_series` and :func:`width_table`: Table 1's rows across widths H (at each width
+  the best learning rate given), the time per update relative to lstm, and normprop's gaps to
+  layer norm and batch norm with their standard errors (``eval.py --figure=width``, which also
+  draws :func:`nprnn.plots.plot_width`).
 * :func:`figure1_report`: runs the Figure 1 study (:mod:`nprnn.gradient_flow`), writes its
   heatmaps (:func:`nprnn.plots.plot_figure1`) and numbers, and returns a text summary.
 
@@ -33,6 +38,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from nprnn import configs
 from nprnn import gradient_flow as gf
 from nprnn.evaluation import stored_or_evaluate
 from nprnn.paper import (
@@ -48,7 +54,14 @@ from nprnn.paper import (
     VARIANT_NAMES,
 )
 from nprnn.plots import plot_figure1
-from nprnn.runs import eval_filename, median_s_per_epoch, read_config, read_metrics, steps_per_epoch
+from nprnn.runs import (
+    config_key,
+    eval_filename,
+    median_s_per_epoch,
+    read_config,
+    read_metrics,
+    steps_per_epoch,
+)
 
 __all__ = [
     "Row",
@@ -56,6 +69,9 @@ __all__ = [
     "table_rows",
     "format_table",
     "assemble_table",
+    "WidthSeries",
+    "width_series",
+    "width_table",
     "learning_rate_sweep",
     "figure1_report",
 ]
@@ -563,6 +579,126 @@ def learning_rate_sweep(
         1, best_runs, evaluate=evaluate, max_batches=max_batches, step_times=step_times
     )
     return text + "\nTable 1 at each row's best rate:\n\n" + tuned
+
+
+# ----------------------------------------------------------------------------------------------
+# The width series (issue 19).
+
+
+@dataclasses.dataclass
+class WidthSeries:
+    """One row of the width series: a configuration of Table 1 at several widths.
+
+    Attributes:
+      name: the row's name (the paper's row; normprop's form and initialization).
+      variant: the variant.
+      rows: ``{H: Row}``, at each width the row (seeds) at its best learning rate.
+      rates: ``{H: learning rate}`` of those rows.
+    """
+
+    name: str
+    variant: str
+    rows: dict[int, Row] = dataclasses.field(default_factory=dict)
+    rates: dict[int, float] = dataclasses.field(default_factory=dict)
+
+
+def _series_name(model: str, config: dict) -> str:
+    name, parts = model, []
+    m = config.get("model", {})
+    if m.get("variant") == "normprop":
+        parts.append(f"{m.get('compensation', 'paper')} form")
+        if m.get("gamma_init") == "critical":
+            parts.append("critical γh")
+        if m.get("variance_method", "analytic") != "analytic":
+            parts.append(f"{m['variance_method']} constants")
+    return f"{name} ({', '.join(parts)})" if parts else name
+
+
+def width_series(
+    runs: Sequence[str | os.PathLike], *, evaluate: bool = True, max_batches: int | None = None
+) -> list[WidthSeries]:
+    """Table 1's runs grouped by configuration across ``model.hidden_size``.
+
+    Runs whose configs differ only in the seed, the width and the learning rate are one series;
+    at each width it takes the learning rate with the lowest mean validation bpc (the rates of a
+    sweep may all be given).
+    """
+    found: dict[str, WidthSeries] = {}
+    for row in table_rows(1, runs, evaluate=evaluate, max_batches=max_batches):
+        if not row.runs or row.ours is None:
+            continue
+        config = read_config(row.runs[0])
+        key = config_key(  # old runs' config.json lacks the fields added since
+            configs.with_defaults(config).to_dict(),
+            ignore=("model.hidden_size", "opt.learning_rate"),
+        )
+        series = found.setdefault(key, WidthSeries(_series_name(row.model, config), row.variant))
+        hidden, lr = config["model"]["hidden_size"], config["opt"]["learning_rate"]
+        if hidden not in series.rows or row.ours < series.rows[hidden].ours:
+            series.rows[hidden], series.rates[hidden] = row, lr
+    names = [s.name for s in found.values()]
+    for series in found.values():
+        if names.count(series.name) > 1:  # two configs with one name: say which runs
+            series.name += f" [{next(iter(series.rows.values())).name}]"
+    return list(found.values())
+
+
+def _gap(a: Row, b: Row) -> str:
+    """``a - b`` with the standard error of the difference, and whether it exceeds two."""
+    if a.n < 2 or b.n < 2:
+        return f"{a.ours - b.ours:+.3f} (n={a.n}, {b.n}: no standard error)"
+    se = math.sqrt(a.ours_std**2 / a.n + b.ours_std**2 / b.n)
+    verdict = "beyond 2 SE" if abs(a.ours - b.ours) > 2 * se else "within 2 SE"
+    return f"{a.ours - b.ours:+.3f} ± {se:.3f} ({verdict})"
+
+
+def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
+
+
+def _time_ratio(row: Row | None, base: Row | None) -> str:
+    if row is None or base is None or not row.s_per_epoch or not base.s_per_epoch:
+        return "—"
+    return f"{row.s_per_epoch / base.s_per_epoch:.2f}"
+
+
+def width_table(series: Sequence[WidthSeries]) -> str:
+    """The width series as Markdown: validation bpc per row and width (mean ± std (n), the
+    learning rate), the time per update relative to lstm at each width, and normprop's gaps to
+    layer norm and batch norm with their standard errors."""
+    widths = sorted({h for s in series for h in s.rows})
+    columns = [f"H={h}" for h in widths]
+    lstm = next((s.rows for s in series if s.variant == "lstm"), {})
+    bpc, speed, gaps = [], [], []
+    for s in series:
+        paper_bpc = PAPER_TABLE1.get(s.variant, (None, None))[1]
+        cells = [
+            f"{_ours(s.rows[h], 3)}, lr {s.rates[h]:g}" if h in s.rows else "—" for h in widths
+        ]
+        bpc.append([s.name, *cells, _num(paper_bpc)])
+        speed.append([s.name, *(_time_ratio(s.rows.get(h), lstm.get(h)) for h in widths)])
+    for s in (s for s in series if s.variant == "normprop"):
+        for other in (o for o in series if o.variant in ("layernorm", "batchnorm")):
+            cells = [
+                _gap(s.rows[h], other.rows[h]) if h in s.rows and h in other.rows else "—"
+                for h in widths
+            ]
+            gaps.append([f"{s.name} − {other.name}", *cells])
+    text = (
+        "Validation bpc on length-100 windows by width (mean ± std (n) over seeds; at each width "
+        "the best of the learning rates given):\n\n"
+        + _markdown(["Row", *columns, "paper, H=1000"], bpc)
+        + "\nTime per update relative to lstm at the same width (median `s_per_epoch` of the "
+        "training logs, on the machine that trained each run):\n\n"
+        + _markdown(["Row", *columns], speed)
+    )
+    if gaps:
+        text += (
+            "\nNormprop's gap in bpc (negative: normprop better), ± the standard error of the "
+            "difference:\n\n" + _markdown(["Gap", *columns], gaps)
+        )
+    return text
 
 
 # ----------------------------------------------------------------------------------------------

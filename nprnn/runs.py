@@ -26,6 +26,7 @@ __all__ = [
     "CHAR_TASKS",
     "PROTOCOLS",
     "archive_run",
+    "config_key",
     "eval_filename",
     "read_config",
     "read_metrics",
@@ -45,6 +46,29 @@ PROTOCOLS = ("windows", "stream")
 
 #: The folder of a run directory where ``train.py --restart`` moves the run it replaces.
 ARCHIVE = "archived"
+
+
+#: The fields of ``train`` that say how a run's seeds were run, not what was trained.
+REPLICA_FIELDS = ("num_seeds", "replicas")
+
+
+def config_key(config: dict, *, ignore: Sequence[str] = ()) -> str:
+    """What makes runs the same row of a table or figure: their config, less the seed, the data
+    path, how the seeds were run (a run of 3 replicas is a row with 3 separate runs of the seeds,
+    vmapped or in processes) and the dotted fields ``ignore`` (e.g. ``"model.hidden_size"``), as
+    a string that equal configs share."""
+    config = json.loads(json.dumps(config))  # a deep copy
+    config.pop("seed", None)
+    config.get("data", {}).pop("dir", None)
+    for field in REPLICA_FIELDS:
+        config.get("train", {}).pop(field, None)
+    for dotted in ignore:
+        *parents, last = dotted.split(".")
+        node = config
+        for part in parents:
+            node = node.get(part, {})
+        node.pop(last, None)
+    return json.dumps(config, sort_keys=True, default=str)
 
 
 def archive_run(workdir: str | os.PathLike) -> pathlib.Path | None:

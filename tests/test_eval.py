@@ -431,6 +431,14 @@ def test_eval_main_table(ptb_runs, tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "| Norm Prop |" in result.stdout and out.read_text().count("\n|") >= 6
+    png = tmp_path / "width.png"
+    width = subprocess.run(
+        [sys.executable, str(ROOT / "eval.py"), "--figure=width", "--no_eval", f"--out={png}",
+         "--runs=" + ",".join(str(r) for r in ptb_runs)],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert width.returncode == 0, width.stderr
+    assert "| Row | H=128 | H=1000 | paper, H=1000 |" in width.stdout and png.exists()
     bad = subprocess.run(
         [sys.executable, str(ROOT / "eval.py"), "--table=1", "--figure=2"],
         capture_output=True, text=True, cwd=ROOT, timeout=120,
@@ -438,20 +446,27 @@ def test_eval_main_table(ptb_runs, tmp_path):
     assert bad.returncode != 0 and "exactly one" in bad.stderr
 
 
+def _sweep_run(root, row, lr, seed, value, *, hidden=128, s_per_epoch=100.0, **model):
+    """A seed run of a learning-rate sweep, ``root/row/lr<lr>/seed<seed>``, evaluated at
+    ``value``."""
+    root = root / row / f"lr{lr:g}"
+    root.mkdir(parents=True, exist_ok=True)
+    variant = model.pop("variant", "normprop")
+    run = _run(root, f"seed{seed}", variant=variant, hidden=hidden, s_per_epoch=s_per_epoch)
+    config = json.loads((run / "config.json").read_text())
+    config["seed"], config["opt"]["learning_rate"] = seed, lr
+    config["model"].update(model)
+    (run / "config.json").write_text(json.dumps(config))
+    _eval_file(run, value)
+    return run
+
+
 def test_learning_rate_sweep_picks_each_rows_best_rate_and_flags_edges(tmp_path):
     """Runs that differ in the learning rate alone are one row of the sweep; the tuned table
     takes the runs at each row's best rate (all its seeds)."""
 
     def sweep_run(row, lr, seed, value, **model):
-        root = tmp_path / row / f"lr{lr:g}"
-        root.mkdir(parents=True, exist_ok=True)
-        run = _run(root, f"seed{seed}", variant=model.pop("variant", "normprop"), hidden=128)
-        config = json.loads((run / "config.json").read_text())
-        config["seed"], config["opt"]["learning_rate"] = seed, lr
-        config["model"].update(model)
-        (run / "config.json").write_text(json.dumps(config))
-        _eval_file(run, value)
-        return run
+        return _sweep_run(tmp_path, row, lr, seed, value, **model)
 
     norm = [sweep_run("np", 1e-3, 0, 1.9), sweep_run("np", 2e-3, 0, 1.8)]
     norm += [sweep_run("np", 4e-3, s, v) for s, v in enumerate((1.7, 1.72, 1.74))]
@@ -466,3 +481,38 @@ def test_learning_rate_sweep_picks_each_rows_best_rate_and_flags_edges(tmp_path)
     assert "1.720 ± 0.020 (n=3)" in tuned and "`np/lr0.004` (3 runs)" in tuned
     assert "lr 0.004 (paper: 0.002)" in tuned and "`ln/lr0.001`" in tuned
     assert "1.900" not in tuned  # the other rates are not in the tuned table
+
+
+def test_width_series_table_and_figure(tmp_path):
+    """Runs that differ in width, learning rate and seed are one row; at each width the best
+    rate; normprop's gaps carry the standard error of the difference."""
+    runs_ = []
+    for hidden, lr_np, lr_ln in ((128, 8e-3, 1.6e-2), (256, 8e-3, 1.6e-2)):
+        h_dir = tmp_path / f"h{hidden}"
+        for seed, (v_np, v_ln, v_lstm) in enumerate(((1.73, 1.72, 1.76), (1.74, 1.74, 1.78))):
+            v_np, v_ln, v_lstm = (v - (hidden - 128) / 1280 for v in (v_np, v_ln, v_lstm))
+            runs_.append(_sweep_run(h_dir, "np", lr_np, seed, v_np, hidden=hidden, s_per_epoch=60))
+            runs_.append(_sweep_run(h_dir, "np", 2e-3, seed, 1.9, hidden=hidden, s_per_epoch=60))
+            runs_.append(
+                _sweep_run(h_dir, "ln", lr_ln, seed, v_ln, hidden=hidden, variant="layernorm")
+            )
+            runs_.append(
+                _sweep_run(h_dir, "lstm", 2e-3, seed, v_lstm, hidden=hidden, variant="lstm",
+                           s_per_epoch=50)
+            )  # fmt: skip
+    series = reports.width_series(runs_, evaluate=False)
+    assert [s.name for s in series] == ["Baseline", "Layer Norm", "Norm Prop (paper form)"]
+    by_name = {s.name: s for s in series}
+    norm = by_name["Norm Prop (paper form)"]
+    assert sorted(norm.rows) == [128, 256] and norm.rates == {128: 8e-3, 256: 8e-3}
+    assert norm.rows[256].n == 2 and math.isclose(norm.rows[256].ours, 1.635)
+    text = reports.width_table(series)
+    assert "| Norm Prop (paper form) | 1.735 ± 0.007 (n=2), lr 0.008 | 1.635 ± 0.007 (n=2)" in text
+    assert "| 1.422 |" in text  # the paper's H = 1000 number
+    assert "| Norm Prop (paper form) | 1.20 | 1.20 |" in text  # time relative to lstm
+    # gap +0.005, standard error sqrt(0.0071^2 / 2 + 0.0141^2 / 2) = 0.011
+    assert "| Norm Prop (paper form) − Layer Norm | +0.005 ± 0.011 (within 2 SE) |" in text
+    out = plots.plot_width(series, tmp_path / "width.png")
+    assert out.exists() and out.stat().st_size > 5000
+    with pytest.raises(ValueError, match="no runs"):
+        plots.plot_width([], tmp_path / "none.png")
