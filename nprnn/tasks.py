@@ -253,7 +253,13 @@ def _char_task(config) -> Task:
         nats = sums["nll_sum"] / max(sums["count"], 1.0)
         return {"loss": nats, "bpc": nats / math.log(2.0), "count": sums["count"]}
 
-    def sample(params, consts, model_state, key, prompt="the ", length=200):
+    def sample(params, consts, model_state, key, prompt=None, length=200):
+        if prompt is None:  # "the ", or the training text's first character in a corpus without
+            try:  # those characters (a user's own)
+                corpus.encode("the ")
+                prompt = "the "
+            except ValueError:
+                prompt = corpus.decode(corpus.train[:1])
         ids = charlm.charlm_sample(
             params, consts, model_state, jnp.asarray(corpus.encode(prompt)), key, length=length
         )

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Table 2 at CPU size (issue 19, part 3): normprop (eq. 15, critical gamma_h), layer norm and the
+# plain LSTM with the paper's regularization (configs/ptb_char_dropout_study.py: H = 256, 7,800
+# updates), each at the learning rate the H = 128 sweep found best (RATES), seeds 0..SEEDS-1.
+# Each run is then evaluated on the whole test split as one stream (the paper's protocol).
+# Resumable: run it again and each run continues from its newest checkpoint; a finished run
+# returns at once, and its evaluation is redone only if missing or older than the checkpoint.
+# config.json, metrics.jsonl and the evaluation of each run are copied to
+# results/table2/<row>/seed<k>/ as soon as it ends (checkpoints stay in runs/).
+#   bash scripts/study_table2.sh [RUNS_DIR] [DATA_DIR]
+# CORES="0 1" (the default) runs one training per listed core at a time, niced; SEEDS=3;
+# ORDER="lstm ..." runs those rows only; HIDDEN=N sets the width (default the config's 256);
+# RATES="row=lr ..." overrides the rates; OUT=DIR copies there instead; EXTRA="--config.x=y ..."
+# passes further config overrides to every training (the tests run it tiny).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-runs/study_table2}
+DATA=${2:-${NPRNN_DATA_DIR:-../shared/data}}
+PY=${PY:-.venv/bin/python}
+SEEDS=${SEEDS:-3}
+CORES=(${CORES:-0 1})  # the cores to pin the jobs to, one job per core
+JOBS=${#CORES[@]}
+HIDDEN=${HIDDEN:-}
+OUT=${OUT:-results/table2${HIDDEN:+_h$HIDDEN}}
+RUNS=$RUNS${HIDDEN:+_h$HIDDEN}
+CONFIG=configs/ptb_char_dropout_study.py
+
+source scripts/ptb_rows.sh  # ROWS: row name -> config overrides
+ORDER=${ORDER:-"normprop_critical layernorm lstm"}
+declare -A RATE=([lstm]=1.6e-2 [layernorm]=1.6e-2 [normprop_critical]=8e-3)
+for pair in ${RATES:-}; do RATE[${pair%%=*}]=${pair#*=}; done
+
+one() {  # row seed core
+  local row=$1 seed=$2 core=$3 dir="$RUNS/$1/seed$2"
+  mkdir -p "$RUNS/$row"
+  # shellcheck disable=SC2086
+  taskset -c "$core" nice -n 10 $PY train.py --config=$CONFIG ${ROWS[$row]} \
+    --config.opt.learning_rate="${RATE[$row]}" ${HIDDEN:+--config.model.hidden_size=$HIDDEN} \
+    --config.seed="$seed" ${EXTRA:-} --workdir="$dir" --data_dir="$DATA" \
+    >> "$RUNS/$row/seed$seed.log" 2>&1
+  local evaluated="$dir/eval_test_stream.json"
+  if [[ ! $evaluated -nt $dir/checkpoints ]]; then  # missing, or older than the newest checkpoint
+    taskset -c "$core" nice -n 10 $PY eval.py --workdir="$dir" --split=test --protocol=stream \
+      >> "$RUNS/$row/seed$seed.log" 2>&1  # the data directory is the run's (config.json)
+  fi
+  mkdir -p "$OUT/$row/seed$seed"
+  cp "$dir/config.json" "$dir/metrics.jsonl" "$evaluated" "$OUT/$row/seed$seed/"
+}
+
+mkdir -p "$RUNS"
+job=0
+for seed in $(seq 0 $((SEEDS - 1))); do
+  for row in $ORDER; do
+    one "$row" "$seed" "${CORES[job % JOBS]}" &
+    job=$((job + 1))
+    if (( job % JOBS == 0 )); then wait; fi
+  done
+done
+wait
+$PY eval.py --table=2 --runs_glob="$OUT/*/seed*" --no_eval --out="$OUT/table2.md"
