@@ -7,9 +7,9 @@
 # runs/). A point that results/table1/<row>/seed<k> already holds (the rows of Table 1 at 2e-3:
 # the same config and seed) is not trained again; the sweep's table reads both.
 #   bash scripts/study_lr.sh [RUNS_DIR] [DATA_DIR]
-# CORES="0 1" (the default) runs one training per listed core at a time, niced. LRS="1e-3 2e-3 4e-3"
-# and SEEDS="0" by default; ORDER="lstm layernorm ..." runs those rows only. HIDDEN=N sets the
-# width (and writes results/lr_sweep_h<N>/).
+# CORES="0 1" (the default) runs one training per listed core at a time (the next as soon as a core
+# is free), niced. LRS="1e-3 2e-3 4e-3" and SEEDS="0" by default; ORDER="lstm layernorm ..." runs
+# those rows only. HIDDEN=N sets the width (and writes results/lr_sweep_h<N>/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs/study_lr}
@@ -17,14 +17,13 @@ DATA=${2:-${NPRNN_DATA_DIR:-../shared/data}}
 PY=${PY:-.venv/bin/python}
 LRS=${LRS:-1e-3 2e-3 4e-3}
 SEEDS=${SEEDS:-0}
-CORES=(${CORES:-0 1})  # the cores to pin the jobs to, one job per core
-JOBS=${#CORES[@]}
 HIDDEN=${HIDDEN:-}
 OUT=results/lr_sweep${HIDDEN:+_h$HIDDEN}
 RUNS=$RUNS${HIDDEN:+_h$HIDDEN}
 CONFIG=configs/ptb_char_study.py
 
 source scripts/ptb_rows.sh  # ROWS: row name -> config overrides
+source scripts/cores.sh  # on_a_core: one job per core of CORES
 ORDER=${ORDER:-"normprop_critical_simulated lstm layernorm batchnorm normprop_critical
   normprop_released"}
 
@@ -40,16 +39,13 @@ one() {  # row lr seed core
 }
 
 mkdir -p "$RUNS"
-job=0
 for seed in $SEEDS; do
   for lr in $LRS; do
     for row in $ORDER; do
       if [[ $lr == 2e-3 && -z $HIDDEN && -f results/table1/$row/seed$seed/metrics.jsonl ]]; then
         continue
       fi
-      one "$row" "$lr" "$seed" "${CORES[job % JOBS]}" &
-      job=$((job + 1))
-      if (( job % JOBS == 0 )); then wait; fi
+      on_a_core one "$row" "$lr" "$seed"
     done
   done
 done

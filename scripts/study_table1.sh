@@ -5,23 +5,22 @@
 # metrics.jsonl) is copied to results/table1/<row>/seed<k>/ as soon as it ends (checkpoints stay
 # in runs/). Then the table (mean ± std over seeds) and the learning curves are made from results/.
 #   bash scripts/study_table1.sh [RUNS_DIR] [DATA_DIR]
-# CORES="0 1" (the default) runs one training per listed core at a time, niced; SEEDS=3 by
-# default. STEPS=N trains for N updates instead of the config's 7,800 (a finished shorter run
-# resumes and goes on) and writes results/table1_<N>/; ORDER="lstm layernorm ..." runs those rows
-# only.
+# CORES="0 1" (the default) runs one training per listed core at a time (the next as soon as a core
+# is free), niced; SEEDS=3 by default. STEPS=N trains for N updates instead of the config's 7,800 (a
+# finished shorter run resumes and goes on) and writes results/table1_<N>/; ORDER="lstm layernorm
+# ..." runs those rows only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs/study_table1}
 DATA=${2:-${NPRNN_DATA_DIR:-../shared/data}}
 PY=${PY:-.venv/bin/python}
 SEEDS=${SEEDS:-3}
-CORES=(${CORES:-0 1})  # the cores to pin the jobs to, one job per core
-JOBS=${#CORES[@]}
 STEPS=${STEPS:-}
 OUT=results/table1${STEPS:+_$STEPS}
 CONFIG=configs/ptb_char_study.py
 
 source scripts/ptb_rows.sh  # ROWS: row name -> config overrides
+source scripts/cores.sh  # on_a_core: one job per core of CORES
 ORDER=${ORDER:-"lstm normprop_paper normprop_released layernorm batchnorm weightnorm
   normprop_critical normprop_paper_expdecay"}
 
@@ -37,12 +36,9 @@ one() {  # row seed core
 }
 
 mkdir -p "$RUNS"
-job=0
 for seed in $(seq 0 $((SEEDS - 1))); do
   for row in $ORDER; do
-    one "$row" "$seed" "${CORES[job % JOBS]}" &
-    job=$((job + 1))
-    if (( job % JOBS == 0 )); then wait; fi
+    on_a_core one "$row" "$seed"
   done
 done
 wait

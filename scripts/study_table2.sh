@@ -8,24 +8,24 @@
 # config.json, metrics.jsonl and the evaluation of each run are copied to
 # results/table2/<row>/seed<k>/ as soon as it ends (checkpoints stay in runs/).
 #   bash scripts/study_table2.sh [RUNS_DIR] [DATA_DIR]
-# CORES="0 1" (the default) runs one training per listed core at a time, niced; SEEDS=3;
-# ORDER="lstm ..." runs those rows only; HIDDEN=N sets the width (default the config's 256);
-# RATES="row=lr ..." overrides the rates; OUT=DIR copies there instead; EXTRA="--config.x=y ..."
-# passes further config overrides to every training (the tests run it tiny).
+# CORES="0 1" (the default) runs one training per listed core at a time (the next as soon as a core
+# is free), niced; SEEDS=3; ORDER="lstm ..." runs those rows only; HIDDEN=N sets the width (default
+# the config's 256); RATES="row=lr ..." overrides the rates; OUT=DIR copies there instead;
+# EXTRA="--config.x=y ..." passes further config overrides to every training (the tests run it
+# tiny).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs/study_table2}
 DATA=${2:-${NPRNN_DATA_DIR:-../shared/data}}
 PY=${PY:-.venv/bin/python}
 SEEDS=${SEEDS:-3}
-CORES=(${CORES:-0 1})  # the cores to pin the jobs to, one job per core
-JOBS=${#CORES[@]}
 HIDDEN=${HIDDEN:-}
 OUT=${OUT:-results/table2${HIDDEN:+_h$HIDDEN}}
 RUNS=$RUNS${HIDDEN:+_h$HIDDEN}
 CONFIG=configs/ptb_char_dropout_study.py
 
 source scripts/ptb_rows.sh  # ROWS: row name -> config overrides
+source scripts/cores.sh  # on_a_core: one job per core of CORES
 ORDER=${ORDER:-"normprop_critical layernorm lstm"}
 declare -A RATE=([lstm]=1.6e-2 [layernorm]=1.6e-2 [normprop_critical]=8e-3)
 for pair in ${RATES:-}; do RATE[${pair%%=*}]=${pair#*=}; done
@@ -48,12 +48,9 @@ one() {  # row seed core
 }
 
 mkdir -p "$RUNS"
-job=0
 for seed in $(seq 0 $((SEEDS - 1))); do
   for row in $ORDER; do
-    one "$row" "$seed" "${CORES[job % JOBS]}" &
-    job=$((job + 1))
-    if (( job % JOBS == 0 )); then wait; fi
+    on_a_core one "$row" "$seed"
   done
 done
 wait

@@ -5,19 +5,19 @@
 # split (every replica), and config.json, metrics.jsonl and the evaluation file are copied to
 # results/table3/<row>/ (checkpoints stay in runs/). Then the table and the learning curves.
 #   bash scripts/study_table3.sh [RUNS_DIR] [DATA_DIR]
-# CORES="0 1" (the default) runs one row per listed core at a time, niced. STEPS=N trains for
-# N updates instead of the config's 7,800 (a finished shorter run resumes and goes on: the
-# inverse-time schedule does not depend on the length) and writes results/table3_<N>/.
+# CORES="0 1" (the default) runs one row per listed core at a time (the next as soon as a core is
+# free), niced. STEPS=N trains for N updates instead of the config's 7,800 (a finished shorter run
+# resumes and goes on: the inverse-time schedule does not depend on the length) and writes
+# results/table3_<N>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs/study_table3}
 DATA=${2:-${NPRNN_DATA_DIR:-../shared/data}}
 PY=${PY:-.venv/bin/python}
-CORES=(${CORES:-0 1})  # the cores to pin the jobs to, one job per core
-JOBS=${#CORES[@]}
 STEPS=${STEPS:-}
 OUT=results/table3${STEPS:+_$STEPS}
 CONFIG=configs/draw_mnist_study.py
+source scripts/cores.sh  # on_a_core: one job per core of CORES
 
 declare -A ROWS=(
   [lstm]="--config.model.variant=lstm"
@@ -40,11 +40,8 @@ one() {  # row core
 }
 
 mkdir -p "$RUNS"
-job=0
 for row in $ORDER; do
-  one "$row" "${CORES[job % JOBS]}" &
-  job=$((job + 1))
-  if (( job % JOBS == 0 )); then wait; fi
+  on_a_core one "$row"
 done
 wait
 $PY eval.py --table=3 --runs_glob="$OUT/*" --no_eval --out="$OUT/table3.md"
