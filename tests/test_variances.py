@@ -11,6 +11,7 @@ Two kinds of checks:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import warnings
@@ -107,6 +108,12 @@ def output_variance_per_step(params, consts, xs):
     return jnp.var(hs, axis=(1, 2))
 
 
+@functools.cache
+def _inputs(inputs: int):
+    """x_t ~ N(0, 1), [T_PROP, B_PROP, inputs], float32: the same for every gamma triple."""
+    return jax.random.normal(jax.random.key(1), (T_PROP, B_PROP, inputs), jnp.float32)
+
+
 def unit_variance_run(gammas, variance_method, *, seed=0, hidden=H_PROP, inputs=H_PROP):
     """float32 (as in training), x_t ~ N(0, 1); returns Var[h_t] for t >= BURN_IN and whether
     the variance constants converged (the simulated calibration warns when they did not)."""
@@ -124,7 +131,7 @@ def unit_variance_run(gammas, variance_method, *, seed=0, hidden=H_PROP, inputs=
             dtype=jnp.float32,
         )
     converged = not any("did not converge" in str(w.message) for w in caught)
-    xs = jax.random.normal(jax.random.key(1), (T_PROP, B_PROP, inputs), jnp.float32)
+    xs = _inputs(inputs)
     variances = np.asarray(output_variance_per_step(params, consts, xs))
     assert variances.shape == (T_PROP,)
     _SIZES_RUN.add((hidden, inputs))
