@@ -9,7 +9,9 @@
 #   bash scripts/study_lr.sh [RUNS_DIR] [DATA_DIR]
 # CORES="0 1" (the default) runs one training per listed core at a time (the next as soon as a core
 # is free), niced. LRS="1e-3 2e-3 4e-3" and SEEDS="0" by default; ORDER="lstm layernorm ..." runs
-# those rows only. HIDDEN=N sets the width (and writes results/lr_sweep_h<N>/).
+# those rows only. HIDDEN=N sets the width (and writes results/lr_sweep_h<N>/). TEST_STREAM=1 also
+# evaluates each run on the whole test split as one stream (Table 2's protocol, the unregularized
+# rows beside scripts/study_table2.sh's) and copies eval_test_stream.json with it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs/study_lr}
@@ -18,12 +20,14 @@ PY=${PY:-.venv/bin/python}
 LRS=${LRS:-1e-3 2e-3 4e-3}
 SEEDS=${SEEDS:-0}
 HIDDEN=${HIDDEN:-}
+TEST_STREAM=${TEST_STREAM:-}
 OUT=results/lr_sweep${HIDDEN:+_h$HIDDEN}
 RUNS=$RUNS${HIDDEN:+_h$HIDDEN}
 CONFIG=configs/ptb_char_study.py
 
 source scripts/ptb_rows.sh  # ROWS: row name -> config overrides
 source scripts/cores.sh  # on_a_core: one job per core of CORES
+source scripts/test_stream.sh  # test_stream: test bpc on the whole test split, once
 ORDER=${ORDER:-"normprop_critical_simulated lstm layernorm batchnorm normprop_critical
   normprop_released"}
 
@@ -36,6 +40,10 @@ one() {  # row lr seed core
     --config.seed="$seed" --workdir="$dir" --data_dir="$DATA" >> "$RUNS/$row/lr$lr.seed$seed.log" 2>&1
   mkdir -p "$OUT/$row/lr$lr/seed$seed"
   cp "$dir/config.json" "$dir/metrics.jsonl" "$OUT/$row/lr$lr/seed$seed/"
+  if [[ -n $TEST_STREAM ]]; then
+    test_stream "$dir" "$core" "$RUNS/$row/lr$lr.seed$seed.log"
+    cp "$dir/eval_test_stream.json" "$OUT/$row/lr$lr/seed$seed/"
+  fi
 }
 
 mkdir -p "$RUNS"

@@ -26,6 +26,7 @@ CONFIG=configs/ptb_char_dropout_study.py
 
 source scripts/ptb_rows.sh  # ROWS: row name -> config overrides
 source scripts/cores.sh  # on_a_core: one job per core of CORES
+source scripts/test_stream.sh  # test_stream: test bpc on the whole test split, once
 ORDER=${ORDER:-"normprop_critical layernorm lstm"}
 declare -A RATE=([lstm]=1.6e-2 [layernorm]=1.6e-2 [normprop_critical]=8e-3)
 for pair in ${RATES:-}; do RATE[${pair%%=*}]=${pair#*=}; done
@@ -38,13 +39,9 @@ one() {  # row seed core
     --config.opt.learning_rate="${RATE[$row]}" ${HIDDEN:+--config.model.hidden_size=$HIDDEN} \
     --config.seed="$seed" ${EXTRA:-} --workdir="$dir" --data_dir="$DATA" \
     >> "$RUNS/$row/seed$seed.log" 2>&1
-  local evaluated="$dir/eval_test_stream.json"
-  if [[ ! $evaluated -nt $dir/checkpoints ]]; then  # missing, or older than the newest checkpoint
-    taskset -c "$core" nice -n 10 $PY eval.py --workdir="$dir" --split=test --protocol=stream \
-      >> "$RUNS/$row/seed$seed.log" 2>&1  # the data directory is the run's (config.json)
-  fi
+  test_stream "$dir" "$core" "$RUNS/$row/seed$seed.log"
   mkdir -p "$OUT/$row/seed$seed"
-  cp "$dir/config.json" "$dir/metrics.jsonl" "$evaluated" "$OUT/$row/seed$seed/"
+  cp "$dir/config.json" "$dir/metrics.jsonl" "$dir/eval_test_stream.json" "$OUT/$row/seed$seed/"
 }
 
 mkdir -p "$RUNS"
