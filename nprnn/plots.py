@@ -41,6 +41,18 @@ def _pyplot():
     return plt
 
 
+def _save_with_legend(plt, fig, ax, out: str | os.PathLike) -> pathlib.Path:
+    """The legend right of the axes, then ``fig`` written to ``out`` (its folder made) and
+    closed."""
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    out = pathlib.Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
 # Figure 1.
 
@@ -242,13 +254,7 @@ def plot_learning_curves(
     ax.grid(alpha=0.3)
     if valid_max:
         ax.set_ylim(top=1.15 * max(valid_max))
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    out = pathlib.Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save_with_legend(plt, fig, ax, out)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -308,13 +314,7 @@ def plot_width(series, out: str | os.PathLike) -> pathlib.Path:
     ax.set_ylabel("validation bits per character")
     ax.set_title("Char-level PTB: validation bpc against width (ours ± std over seeds)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    out = pathlib.Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save_with_legend(plt, fig, ax, out)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -422,27 +422,23 @@ def test_draw_images(tmp_path):
     assert all(p.stat().st_size > 1000 for p in paths)
 
 
-def test_eval_main_table(ptb_runs, tmp_path):
-    out = tmp_path / "table1.md"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "eval.py"), "--table=1", "--no_eval", f"--out={out}",
-         "--runs=" + ",".join(str(r) for r in ptb_runs)],
+def _eval_py(*flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "eval.py"), *flags],
         capture_output=True, text=True, cwd=ROOT, timeout=120,
     )  # fmt: skip
+
+
+def test_eval_main_table(ptb_runs, tmp_path):
+    out, png = tmp_path / "table1.md", tmp_path / "width.png"
+    runs_flag = "--runs=" + ",".join(str(r) for r in ptb_runs)
+    result = _eval_py("--table=1", "--no_eval", f"--out={out}", runs_flag)
     assert result.returncode == 0, result.stderr
     assert "| Norm Prop |" in result.stdout and out.read_text().count("\n|") >= 6
-    png = tmp_path / "width.png"
-    width = subprocess.run(
-        [sys.executable, str(ROOT / "eval.py"), "--figure=width", "--no_eval", f"--out={png}",
-         "--runs=" + ",".join(str(r) for r in ptb_runs)],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
-    )  # fmt: skip
+    width = _eval_py("--figure=width", "--no_eval", f"--out={png}", runs_flag)
     assert width.returncode == 0, width.stderr
     assert "| Row | H=128 | H=1000 | paper, H=1000 |" in width.stdout and png.exists()
-    bad = subprocess.run(
-        [sys.executable, str(ROOT / "eval.py"), "--table=1", "--figure=2"],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
-    )  # fmt: skip
+    bad = _eval_py("--table=1", "--figure=2")
     assert bad.returncode != 0 and "exactly one" in bad.stderr
 
 
