@@ -452,11 +452,15 @@ def format_table(table: int, rows: Sequence[Row]) -> str:
     return text
 
 
+def _difference_se(a: Row, b: Row) -> float:
+    """The standard error of the difference of two rows' means, ``sqrt(s1^2 / n1 + s2^2 / n2)``
+    (both with ``n >= 2``)."""
+    return math.sqrt(a.ours_std**2 / a.n + b.ours_std**2 / b.n)
+
+
 def _separated(lo: Row, hi: Row) -> bool:
-    """Whether ``hi`` is above ``lo`` by more than two standard errors of the difference,
-    ``2 sqrt(s1^2 / n1 + s2^2 / n2)``."""
-    se = math.sqrt(lo.ours_std**2 / lo.n + hi.ours_std**2 / hi.n)
-    return hi.ours - lo.ours > 2 * se
+    """Whether ``hi`` is above ``lo`` by more than two standard errors of the difference."""
+    return hi.ours - lo.ours > 2 * _difference_se(lo, hi)
 
 
 def _seeded(rows: Sequence[Row]) -> list[Row]:
@@ -647,7 +651,7 @@ def _gap(a: Row, b: Row) -> str:
     """``a - b`` with the standard error of the difference, and whether it exceeds two."""
     if a.n < 2 or b.n < 2:
         return f"{a.ours - b.ours:+.3f} (n={a.n}, {b.n}: no standard error)"
-    se = math.sqrt(a.ours_std**2 / a.n + b.ours_std**2 / b.n)
+    se = _difference_se(a, b)
     verdict = "beyond 2 SE" if abs(a.ours - b.ours) > 2 * se else "within 2 SE"
     return f"{a.ours - b.ours:+.3f} ± {se:.3f} ({verdict})"
 
