@@ -1,7 +1,10 @@
 # One study job per core (sourced by the study scripts): on_a_core FUNC ARGS... runs
 # `FUNC ARGS... CORE` in the background as soon as one of the cores of CORES (default "0 1") is
-# free, so that a long job does not hold back the next ones; end the script with `wait`.
+# free, so that a long job does not hold back the next ones; end the script with `wait`. A job
+# runs its commands through `pinned CORE CMD...`: on that core, at niceness NICE (default 10, so
+# that a study yields to interactive work; the tests run the scripts at 0).
 CORES=(${CORES:-0 1})
+NICE=${NICE:-10}
 declare -A _CORE_OF=()  # pid of a running job -> its core
 
 on_a_core() {
@@ -17,4 +20,10 @@ on_a_core() {
   done
   "$@" "$core" &
   _CORE_OF[$!]=$core
+}
+
+pinned() {  # core cmd...
+  local core=$1
+  shift
+  taskset -c "$core" nice -n "$NICE" "$@"
 }

@@ -8,10 +8,10 @@
 # the same config and seed) is not trained again; the sweep's table reads both.
 #   bash scripts/study_lr.sh [RUNS_DIR] [DATA_DIR]
 # CORES="0 1" (the default) runs one training per listed core at a time (the next as soon as a core
-# is free), niced. LRS="1e-3 2e-3 4e-3" and SEEDS="0" by default; ORDER="lstm layernorm ..." runs
-# those rows only. HIDDEN=N sets the width (and writes results/lr_sweep_h<N>/). TEST_STREAM=1 also
-# evaluates each run on the whole test split as one stream (Table 2's protocol, the unregularized
-# rows beside scripts/study_table2.sh's) and copies eval_test_stream.json with it.
+# is free), niced (NICE=10). LRS="1e-3 2e-3 4e-3" and SEEDS="0" by default; ORDER="lstm layernorm
+# ..." runs those rows only. HIDDEN=N sets the width (and writes results/lr_sweep_h<N>/).
+# TEST_STREAM=1 also evaluates each run on the whole test split as one stream (Table 2's protocol,
+# the unregularized rows beside scripts/study_table2.sh's) and copies eval_test_stream.json with it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs/study_lr}
@@ -35,7 +35,7 @@ one() {  # row lr seed core
   local row=$1 lr=$2 seed=$3 core=$4 dir="$RUNS/$1/lr$2/seed$3"
   mkdir -p "$RUNS/$row"
   # shellcheck disable=SC2086
-  taskset -c "$core" nice -n 10 $PY train.py --config=$CONFIG ${ROWS[$row]} \
+  pinned "$core" $PY train.py --config=$CONFIG ${ROWS[$row]} \
     --config.opt.learning_rate="$lr" ${HIDDEN:+--config.model.hidden_size=$HIDDEN} \
     --config.seed="$seed" --workdir="$dir" --data_dir="$DATA" >> "$RUNS/$row/lr$lr.seed$seed.log" 2>&1
   mkdir -p "$OUT/$row/lr$lr/seed$seed"

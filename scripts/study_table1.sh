@@ -6,9 +6,9 @@
 # in runs/). Then the table (mean ± std over seeds) and the learning curves are made from results/.
 #   bash scripts/study_table1.sh [RUNS_DIR] [DATA_DIR]
 # CORES="0 1" (the default) runs one training per listed core at a time (the next as soon as a core
-# is free), niced; SEEDS=3 by default. STEPS=N trains for N updates instead of the config's 7,800 (a
-# finished shorter run resumes and goes on) and writes results/table1_<N>/; ORDER="lstm layernorm
-# ..." runs those rows only.
+# is free), niced (NICE=10); SEEDS=3 by default. STEPS=N trains for N updates instead of the
+# config's 7,800 (a finished shorter run resumes and goes on) and writes results/table1_<N>/;
+# ORDER="lstm layernorm ..." runs those rows only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs/study_table1}
@@ -28,7 +28,7 @@ one() {  # row seed core
   local row=$1 seed=$2 core=$3 dir="$RUNS/$1/seed$2"
   # A finished run resumes at its last step and returns at once.
   # shellcheck disable=SC2086
-  taskset -c "$core" nice -n 10 $PY train.py --config=$CONFIG ${ROWS[$row]} \
+  pinned "$core" $PY train.py --config=$CONFIG ${ROWS[$row]} \
     ${STEPS:+--config.train.num_steps=$STEPS} \
     --config.seed="$seed" --workdir="$dir" --data_dir="$DATA" >> "$RUNS/$row.seed$seed.log" 2>&1
   mkdir -p "$OUT/$row/seed$seed"

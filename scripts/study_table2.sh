@@ -9,8 +9,8 @@
 # results/table2/<row>/seed<k>/ as soon as it ends (checkpoints stay in runs/).
 #   bash scripts/study_table2.sh [RUNS_DIR] [DATA_DIR]
 # CORES="0 1" (the default) runs one training per listed core at a time (the next as soon as a core
-# is free), niced; SEEDS=3; ORDER="lstm ..." runs those rows only; HIDDEN=N sets the width (default
-# the config's 256); RATES="row=lr ..." overrides the rates; OUT=DIR copies there instead;
+# is free), niced (NICE=10); SEEDS=3; ORDER="lstm ..." runs those rows only; HIDDEN=N sets the width
+# (default the config's 256); RATES="row=lr ..." overrides the rates; OUT=DIR copies there instead;
 # EXTRA="--config.x=y ..." passes further config overrides to every training (the tests run it
 # tiny).
 set -euo pipefail
@@ -35,7 +35,7 @@ one() {  # row seed core
   local row=$1 seed=$2 core=$3 dir="$RUNS/$1/seed$2"
   mkdir -p "$RUNS/$row"
   # shellcheck disable=SC2086
-  taskset -c "$core" nice -n 10 $PY train.py --config=$CONFIG ${ROWS[$row]} \
+  pinned "$core" $PY train.py --config=$CONFIG ${ROWS[$row]} \
     --config.opt.learning_rate="${RATE[$row]}" ${HIDDEN:+--config.model.hidden_size=$HIDDEN} \
     --config.seed="$seed" ${EXTRA:-} --workdir="$dir" --data_dir="$DATA" \
     >> "$RUNS/$row/seed$seed.log" 2>&1

@@ -6,9 +6,9 @@
 # results/table3/<row>/ (checkpoints stay in runs/). Then the table and the learning curves.
 #   bash scripts/study_table3.sh [RUNS_DIR] [DATA_DIR]
 # CORES="0 1" (the default) runs one row per listed core at a time (the next as soon as a core is
-# free), niced. STEPS=N trains for N updates instead of the config's 7,800 (a finished shorter run
-# resumes and goes on: the inverse-time schedule does not depend on the length) and writes
-# results/table3_<N>/.
+# free), niced (NICE=10). STEPS=N trains for N updates instead of the config's 7,800 (a finished
+# shorter run resumes and goes on: the inverse-time schedule does not depend on the length) and
+# writes results/table3_<N>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs/study_table3}
@@ -31,10 +31,10 @@ ORDER="normprop_released lstm normprop_paper layernorm weightnorm"
 one() {  # row core
   local row=$1 core=$2 dir="$RUNS/$1"
   # shellcheck disable=SC2086
-  taskset -c "$core" nice -n 10 $PY train.py --config=$CONFIG ${ROWS[$row]} \
+  pinned "$core" $PY train.py --config=$CONFIG ${ROWS[$row]} \
     ${STEPS:+--config.train.num_steps=$STEPS} \
     --workdir="$dir" --data_dir="$DATA" >> "$RUNS/$row.log" 2>&1
-  taskset -c "$core" nice -n 10 $PY eval.py --workdir="$dir" --split=test >> "$RUNS/$row.log" 2>&1
+  pinned "$core" $PY eval.py --workdir="$dir" --split=test >> "$RUNS/$row.log" 2>&1
   mkdir -p "$OUT/$row"
   cp "$dir/config.json" "$dir/metrics.jsonl" "$dir"/eval_*.json "$OUT/$row/"
 }
