@@ -96,7 +96,18 @@ def test_eq8_is_the_stationary_variance_of_independent_gates(gammas):
 # ------------------------------------------------------------- unit variance at initialization
 
 H_PROP, B_PROP, T_PROP, BURN_IN = 256, 128, 1000, 50
-GRID = list(itertools.product((0.5, 1.0, 2.0), repeat=3))
+
+
+def _grid_width(gammas) -> int:
+    """H of the grid test at a triple: 256 where the recurrence dominates (gamma_h >= 2 gamma_x),
+    128 elsewhere. Measured over init seeds 0-2 in three environments (BENCHMARKS.md, "The grid
+    test's widths"): at H = 128 the recurrence-dominated triples can miss the bounds (a step at
+    1.1004, a non-converged mean at 1.076); the other 18 keep means 0.99-1.02 and steps
+    0.94-1.07 there, at a third of the cost."""
+    return H_PROP if gammas[1] >= 2 * gammas[0] else H_PROP // 2
+
+
+GRID = [(g, _grid_width(g)) for g in itertools.product((0.5, 1.0, 2.0), repeat=3)]
 
 
 @jax.jit
@@ -144,12 +155,12 @@ def unit_variance_run(gammas, variance_method, *, seed=0, hidden=H_PROP, inputs=
 _SIZES_RUN: set = set()  # the (hidden, inputs) sizes unit_variance_run has compiled for
 
 
-@pytest.mark.parametrize("gammas", GRID, ids=str)
-def test_unit_variance_at_init_with_simulated_constants(gammas):
+@pytest.mark.parametrize(("gammas", "hidden"), GRID, ids=[f"{g}-H{h}" for g, h in GRID])
+def test_unit_variance_at_init_with_simulated_constants(gammas, hidden):
     """For every triple of {0.5, 1, 2}^3: the time mean of Var[h_t] (t >= 50) within 3% of 1,
     and, where the calibration converged (stationary dynamics), every step in [0.9, 1.1]."""
     with jax.enable_x64(False):  # the float32 setting users train in (and 2x faster)
-        variances, converged = unit_variance_run(gammas, "simulated")
+        variances, converged = unit_variance_run(gammas, "simulated", hidden=hidden, inputs=hidden)
     lo, mean, hi = variances.min(), variances.mean(), variances.max()
     assert 0.97 <= mean <= 1.03, f"time mean {mean}"
     if converged:
