@@ -26,7 +26,7 @@ import pytest
 jax.config.update("jax_enable_x64", True)
 
 _CACHE_ENV = "NPRNN_TESTS_JAX_CACHE"  # set by the main process, inherited by xdist's workers
-_CACHE_MAX_BYTES = 512 * 2**20  # a whole suite's programs take about 25 MB; the limit needs filelock
+_CACHE_MAX_BYTES = 512 * 2**20  # a whole suite's programs take 25 MB; the limit needs filelock
 
 
 def pytest_configure(config):
