@@ -103,7 +103,7 @@ def _grid_width(gammas) -> int:
     128 elsewhere. Measured over init seeds 0-2 in three environments (BENCHMARKS.md, "The grid
     test's widths"): at H = 128 the recurrence-dominated triples can miss the bounds (a step at
     1.1004, a non-converged mean at 1.076); the other 18 keep means 0.99-1.02 and steps
-    0.94-1.07 there, at a third of the cost."""
+    0.94-1.07 there, at about half the cost."""
     return H_PROP if gammas[1] >= 2 * gammas[0] else H_PROP // 2
 
 
