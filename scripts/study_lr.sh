@@ -14,9 +14,7 @@
 # the unregularized rows beside scripts/study_table2.sh's) and copies eval_test_stream.json with it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=${1:-runs/study_lr}
-DATA=${2:-${NPRNN_DATA_DIR:-../shared/data}}
-PY=${PY:-.venv/bin/python}
+source scripts/common.sh runs/study_lr "$@"  # RUNS, DATA, PY
 LRS=${LRS:-1e-3 2e-3 4e-3}
 SEEDS=${SEEDS:-0}
 HIDDEN=${HIDDEN:-}

@@ -11,9 +11,7 @@
 # ORDER="lstm layernorm ..." runs those rows only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=${1:-runs/study_table1}
-DATA=${2:-${NPRNN_DATA_DIR:-../shared/data}}
-PY=${PY:-.venv/bin/python}
+source scripts/common.sh runs/study_table1 "$@"  # RUNS, DATA, PY
 SEEDS=${SEEDS:-3}
 STEPS=${STEPS:-}
 OUT=results/table1${STEPS:+_$STEPS}

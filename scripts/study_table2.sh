@@ -15,9 +15,7 @@
 # tiny).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=${1:-runs/study_table2}
-DATA=${2:-${NPRNN_DATA_DIR:-../shared/data}}
-PY=${PY:-.venv/bin/python}
+source scripts/common.sh runs/study_table2 "$@"  # RUNS, DATA, PY
 SEEDS=${SEEDS:-3}
 HIDDEN=${HIDDEN:-}
 OUT=${OUT:-results/table2${HIDDEN:+_h$HIDDEN}}

@@ -11,9 +11,7 @@
 # writes results/table3_<N>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=${1:-runs/study_table3}
-DATA=${2:-${NPRNN_DATA_DIR:-../shared/data}}
-PY=${PY:-.venv/bin/python}
+source scripts/common.sh runs/study_table3 "$@"  # RUNS, DATA, PY
 STEPS=${STEPS:-}
 OUT=results/table3${STEPS:+_$STEPS}
 CONFIG=configs/draw_mnist_study.py

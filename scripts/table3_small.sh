@@ -4,9 +4,7 @@
 #   bash scripts/table3_small.sh [RUNS_DIR] [DATA_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=${1:-runs/table3_small}
-DATA=${2:-${NPRNN_DATA_DIR:-../shared/data}}
-PY=${PY:-.venv/bin/python}
+source scripts/common.sh runs/table3_small "$@"  # RUNS, DATA, PY
 for v in lstm layernorm weightnorm normprop; do
   $PY train.py --config=configs/draw_mnist_small.py --config.model.variant=$v \
     --workdir="$RUNS/$v" --data_dir="$DATA"
