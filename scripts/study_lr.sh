@@ -12,6 +12,8 @@
 # ..." runs those rows only. HIDDEN=N sets the width (and writes results/lr_sweep_h<N>/).
 # TEST_STREAM=1 also evaluates each run on the whole test split as one stream (Table 2's protocol,
 # the unregularized rows beside scripts/study_table2.sh's) and copies eval_test_stream.json with it.
+# OUT=DIR copies there instead; EXTRA="--config.x=y ..." passes further config overrides to every
+# training (the tests run it tiny).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh runs/study_lr "$@"  # RUNS, DATA, PY
@@ -19,7 +21,7 @@ LRS=${LRS:-1e-3 2e-3 4e-3}
 SEEDS=${SEEDS:-0}
 HIDDEN=${HIDDEN:-}
 TEST_STREAM=${TEST_STREAM:-}
-OUT=results/lr_sweep${HIDDEN:+_h$HIDDEN}
+OUT=${OUT:-results/lr_sweep${HIDDEN:+_h$HIDDEN}}
 RUNS=$RUNS${HIDDEN:+_h$HIDDEN}
 CONFIG=configs/ptb_char_study.py
 
@@ -35,7 +37,8 @@ one() {  # row lr seed core
   # shellcheck disable=SC2086
   pinned "$core" $PY train.py --config=$CONFIG ${ROWS[$row]} \
     --config.opt.learning_rate="$lr" ${HIDDEN:+--config.model.hidden_size=$HIDDEN} \
-    --config.seed="$seed" --workdir="$dir" --data_dir="$DATA" >> "$RUNS/$row/lr$lr.seed$seed.log" 2>&1
+    --config.seed="$seed" ${EXTRA:-} --workdir="$dir" --data_dir="$DATA" \
+    >> "$RUNS/$row/lr$lr.seed$seed.log" 2>&1
   mkdir -p "$OUT/$row/lr$lr/seed$seed"
   cp "$dir/config.json" "$dir/metrics.jsonl" "$OUT/$row/lr$lr/seed$seed/"
   if [[ -n $TEST_STREAM ]]; then

@@ -3,6 +3,7 @@ what is worth keeping, and a second call resumes instead of training again."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -19,39 +20,41 @@ TINY_RUN = (
 )
 
 
-def test_table2_study_trains_evaluates_the_test_stream_and_resumes(tmp_path):
-    data, runs, out = write_fake_ptb(tmp_path / "data"), tmp_path / "runs", tmp_path / "out"
-    env = dict(
-        os.environ,
-        PY=sys.executable,
-        SEEDS="1",
-        ORDER="lstm",
-        CORES="0",
-        NICE="0",  # the scripts yield to other work at 10; a test is that work
-        OUT=str(out),
-        EXTRA=" ".join(TINY_RUN),
-    )
+def run_study(script, runs, data, **env):
+    """Runs scripts/<script> on one core, not niced (the scripts yield to other work at 10; a test
+    is that work), tiny (EXTRA), and returns its completed process."""
+    env = dict(os.environ, PY=sys.executable, CORES="0", NICE="0", EXTRA=" ".join(TINY_RUN), **env)
+    result = subprocess.run(
+        ["bash", f"scripts/{script}", str(runs), str(data)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
 
-    def study():
-        result = subprocess.run(
-            ["bash", "scripts/study_table2.sh", str(runs), str(data)],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-        assert result.returncode == 0, result.stderr[-3000:]
-        return result
 
-    first = study()
-    kept = out / "lstm" / "seed0"
+def assert_kept(kept, *, step):
+    """The run's directory under OUT: its config, its metrics and its test-stream evaluation."""
     assert sorted(p.name for p in kept.iterdir()) == [
         "config.json",
         "eval_test_stream.json",
         "metrics.jsonl",
     ]
-    config = json.loads((kept / "config.json").read_text())
+    record = json.loads((kept / "eval_test_stream.json").read_text())
+    assert (record["split"], record["protocol"], record["step"]) == ("test", "stream", step)
+    return json.loads((kept / "config.json").read_text())
+
+
+def test_table2_study_trains_evaluates_the_test_stream_and_resumes(tmp_path):
+    data, runs, out = write_fake_ptb(tmp_path / "data"), tmp_path / "runs", tmp_path / "out"
+    study = functools.partial(
+        run_study, "study_table2.sh", runs, data, SEEDS="1", ORDER="lstm", OUT=str(out)
+    )
+
+    first = study()
+    kept = out / "lstm" / "seed0"
+    config = assert_kept(kept, step=4)
     assert config["opt"]["learning_rate"] == 1.6e-2  # the row's tuned rate
     assert config["model"]["recurrent_dropout"] == 0.1 and config["model"]["input_norm"]
-    record = json.loads((kept / "eval_test_stream.json").read_text())
-    assert (record["split"], record["protocol"], record["step"]) == ("test", "stream", 4)
     assert "| Recurrent Dropout LSTM | `lstm`: H=8" in first.stdout
     assert (out / "table2.md").exists()
     metrics = (kept / "metrics.jsonl").read_text()
@@ -60,3 +63,26 @@ def test_table2_study_trains_evaluates_the_test_stream_and_resumes(tmp_path):
     study()  # finished: neither trained nor evaluated again
     assert (kept / "metrics.jsonl").read_text() == metrics
     assert (runs / "lstm" / "seed0" / "eval_test_stream.json").stat().st_mtime_ns == evaluated
+
+
+def test_lr_study_at_a_width_evaluates_the_test_stream_and_resumes(tmp_path):
+    """study_lr.sh with HIDDEN (runs in <RUNS>_h<H>) and TEST_STREAM=1 (Table 2's unregularized
+    rows): the run is kept under OUT/<row>/lr<lr>/seed<k> with its test-stream evaluation."""
+    data, runs, out = write_fake_ptb(tmp_path / "data"), tmp_path / "runs", tmp_path / "out"
+    study = functools.partial(
+        run_study, "study_lr.sh", runs, data,
+        SEEDS="1", LRS="4e-3", ORDER="lstm", HIDDEN="8", TEST_STREAM="1", OUT=str(out),
+    )  # fmt: skip
+
+    study()
+    kept = out / "lstm" / "lr4e-3" / "seed1"
+    config = assert_kept(kept, step=4)
+    assert config["opt"]["learning_rate"] == 4e-3 and config["seed"] == 1
+    assert config["model"]["hidden_size"] == 8 and config["model"]["variant"] == "lstm"
+    run = tmp_path / "runs_h8" / "lstm" / "lr4e-3" / "seed1"
+    metrics, evaluated = (kept / "metrics.jsonl").read_text(), run / "eval_test_stream.json"
+    mtime = evaluated.stat().st_mtime_ns
+
+    study()  # finished: neither trained nor evaluated again
+    assert (kept / "metrics.jsonl").read_text() == metrics
+    assert evaluated.stat().st_mtime_ns == mtime
