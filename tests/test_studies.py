@@ -33,7 +33,8 @@ def run_study(script, runs, data, **env):
 
 
 def assert_kept(kept, *, step):
-    """The run's directory under OUT: its config, its metrics and its test-stream evaluation."""
+    """Checks a run's directory under OUT (its config, its metrics and its test-stream evaluation
+    at ``step``) and returns its config."""
     assert sorted(p.name for p in kept.iterdir()) == [
         "config.json",
         "eval_test_stream.json",
