@@ -39,11 +39,10 @@ one() {  # row lr seed core
     --config.opt.learning_rate="$lr" ${HIDDEN:+--config.model.hidden_size=$HIDDEN} \
     --config.seed="$seed" ${EXTRA:-} --workdir="$dir" --data_dir="$DATA" \
     >> "$RUNS/$row/lr$lr.seed$seed.log" 2>&1
-  mkdir -p "$OUT/$row/lr$lr/seed$seed"
-  cp "$dir/config.json" "$dir/metrics.jsonl" "$OUT/$row/lr$lr/seed$seed/"
+  $PY scripts/keep.py "$OUT/$row/lr$lr/seed$seed" "$dir/config.json" "$dir/metrics.jsonl"
   if [[ -n $TEST_STREAM ]]; then
     test_stream "$dir" "$core" "$RUNS/$row/lr$lr.seed$seed.log"
-    cp "$dir/eval_test_stream.json" "$OUT/$row/lr$lr/seed$seed/"
+    $PY scripts/keep.py "$OUT/$row/lr$lr/seed$seed" "$dir/eval_test_stream.json"
   fi
 }
 

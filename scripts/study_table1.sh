@@ -29,8 +29,7 @@ one() {  # row seed core
   pinned "$core" $PY train.py --config=$CONFIG ${ROWS[$row]} \
     ${STEPS:+--config.train.num_steps=$STEPS} \
     --config.seed="$seed" --workdir="$dir" --data_dir="$DATA" >> "$RUNS/$row.seed$seed.log" 2>&1
-  mkdir -p "$OUT/$row/seed$seed"
-  cp "$dir/config.json" "$dir/metrics.jsonl" "$OUT/$row/seed$seed/"
+  $PY scripts/keep.py "$OUT/$row/seed$seed" "$dir/config.json" "$dir/metrics.jsonl"
 }
 
 mkdir -p "$RUNS"

@@ -38,8 +38,8 @@ one() {  # row seed core
     --config.seed="$seed" ${EXTRA:-} --workdir="$dir" --data_dir="$DATA" \
     >> "$RUNS/$row/seed$seed.log" 2>&1
   test_stream "$dir" "$core" "$RUNS/$row/seed$seed.log"
-  mkdir -p "$OUT/$row/seed$seed"
-  cp "$dir/config.json" "$dir/metrics.jsonl" "$dir/eval_test_stream.json" "$OUT/$row/seed$seed/"
+  $PY scripts/keep.py "$OUT/$row/seed$seed" "$dir/config.json" "$dir/metrics.jsonl" \
+    "$dir/eval_test_stream.json"
 }
 
 mkdir -p "$RUNS"

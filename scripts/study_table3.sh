@@ -33,8 +33,7 @@ one() {  # row core
     ${STEPS:+--config.train.num_steps=$STEPS} \
     --workdir="$dir" --data_dir="$DATA" >> "$RUNS/$row.log" 2>&1
   pinned "$core" $PY eval.py --workdir="$dir" --split=test >> "$RUNS/$row.log" 2>&1
-  mkdir -p "$OUT/$row"
-  cp "$dir/config.json" "$dir/metrics.jsonl" "$dir"/eval_*.json "$OUT/$row/"
+  $PY scripts/keep.py "$OUT/$row" "$dir/config.json" "$dir/metrics.jsonl" "$dir"/eval_*.json
 }
 
 mkdir -p "$RUNS"

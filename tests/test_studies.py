@@ -87,3 +87,34 @@ def test_lr_study_at_a_width_evaluates_the_test_stream_and_resumes(tmp_path):
     study()  # finished: neither trained nor evaluated again
     assert (kept / "metrics.jsonl").read_text() == metrics
     assert evaluated.stat().st_mtime_ns == mtime
+
+
+def test_keep_leaves_a_copy_with_the_same_values_but_for_timings(tmp_path):
+    """scripts/keep.py: a retrained run (same values, other timings) leaves the committed copy
+    as it was; any other difference replaces it; a missing copy is made."""
+    run, dest = tmp_path / "run", tmp_path / "results" / "row" / "seed0"
+    run.mkdir()
+
+    def write_run(loss, steps_per_s, sample):
+        row = {"step": 2, "split": "train", "loss": loss, "steps_per_s": steps_per_s,
+               "s_per_epoch": 10 / steps_per_s}  # fmt: skip
+        (run / "metrics.jsonl").write_text(json.dumps(row) + "\n")
+        (run / "eval.json").write_text(json.dumps({"sample": sample}))
+
+    def keep():
+        subprocess.run(
+            [sys.executable, "scripts/keep.py", str(dest), str(run / "metrics.jsonl"),
+             str(run / "eval.json")],
+            cwd=REPO, check=True, timeout=60,
+        )  # fmt: skip
+        return [(dest / name).read_text() for name in ("metrics.jsonl", "eval.json")]
+
+    write_run(1.5, 3.0, "abc")
+    first = keep()
+    assert first == [(run / name).read_text() for name in ("metrics.jsonl", "eval.json")]
+    write_run(1.5, 4.0, "abc")  # trained again: other timings only
+    assert keep() == first
+    write_run(1.25, 4.0, "abc")  # another value
+    assert json.loads(keep()[0])["loss"] == 1.25
+    write_run(1.25, 4.0, "abd")  # another file, byte for byte
+    assert json.loads(keep()[1])["sample"] == "abd"
