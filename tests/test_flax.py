@@ -452,6 +452,9 @@ def test_nnx_optimizer_step_changes_params_only(variant):
             np.testing.assert_allclose(np.linalg.norm(w, axis=0), 1.0, rtol=1e-12)
 
 
+# At H = 5 the simulated calibration is noise-dominated and may say so; what is checked here is
+# that its constants stay frozen under the optimizer.
+@pytest.mark.filterwarnings("ignore:normprop_variances.*did not converge:RuntimeWarning")
 def test_linen_optimizer_step_changes_params_only():
     xs, r = _data()
     layer = nprnn.linen.LSTM(_linen_cell("normprop", variance_method="simulated"))
