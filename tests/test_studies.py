@@ -4,6 +4,7 @@ what is worth keeping, and a second call resumes instead of training again."""
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import os
 import subprocess
@@ -30,6 +31,14 @@ def run_study(script, runs, data, **env):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return result
+
+
+def _keep_script():
+    """scripts/keep.py as a module (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("keep", REPO / "scripts" / "keep.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def assert_kept(kept, *, step):
@@ -59,6 +68,9 @@ def test_table2_study_trains_evaluates_the_test_stream_and_resumes(tmp_path):
     assert "| Recurrent Dropout LSTM | `lstm`: H=8" in first.stdout
     assert (out / "table2.md").exists()
     metrics = (kept / "metrics.jsonl").read_text()
+    # scripts/keep.py compares the rows without the timing fields train.py logs: the same names.
+    train_row = next(r for r in map(json.loads, metrics.splitlines()) if r["split"] == "train")
+    assert set(_keep_script().TIMING_FIELDS) <= set(train_row), train_row
     evaluated = (runs / "lstm" / "seed0" / "eval_test_stream.json").stat().st_mtime_ns
 
     study()  # finished: neither trained nor evaluated again
